@@ -1,0 +1,119 @@
+"""Aligned S×S face crops and their exact inverse with feathered paste-back (DESIGN.md §3).
+
+Each frame gets a 2D similarity ``A`` (2×3, frame pixels → crop pixels) that puts the
+speaker's rigid landmarks where the canonical face has them, so mouth patches line up
+across frames. The layout: one canonical unit (the outer-eye-corner distance) is
+``eye_distance · S`` pixels and the rigid centroid sits at ``(centre_x · S, centre_y · S)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from scipy.ndimage import gaussian_filter1d
+
+from .geometry import umeyama
+from .landmarks import RIGID
+
+
+@dataclass(frozen=True)
+class CropLayout:
+    """Where the face goes in the crop. All fractions of the crop size ``size``."""
+
+    size: int = 256
+    eye_distance: float = 0.35
+    centre_x: float = 0.5
+    centre_y: float = 0.36
+    # The lower-face box the renderer writes, in canonical units around the rigid centroid
+    # (x: left/right, y: top/bottom; y grows downwards).
+    mouth_left: float = -0.75
+    mouth_right: float = 0.75
+    mouth_top: float = 0.40
+    mouth_bottom: float = 1.40
+
+    def __post_init__(self):
+        if self.size < 32 or self.size % 2:
+            raise ValueError(f"crop size must be an even number ≥ 32, got {self.size}")
+
+    def to_crop(self, canonical_xy: np.ndarray) -> np.ndarray:
+        """Canonical ``(..., 2)`` → crop pixel coordinates ``(..., 2)``."""
+        centre = np.array([self.centre_x, self.centre_y]) * self.size
+        return np.asarray(canonical_xy) * (self.eye_distance * self.size) + centre
+
+    def mouth_box(self) -> tuple[int, int, int, int]:
+        """``(top, bottom, left, right)`` pixel bounds of the mouth box, clipped to the crop."""
+        (left, top), (right, bottom) = self.to_crop(np.array(
+            [[self.mouth_left, self.mouth_top], [self.mouth_right, self.mouth_bottom]]))
+        clip = lambda value: int(np.clip(round(value), 0, self.size))  # noqa: E731
+        return clip(top), clip(bottom), clip(left), clip(right)
+
+
+def crop_transforms(landmarks: np.ndarray, canonical: np.ndarray, layout: CropLayout,
+                    valid: np.ndarray | None = None, smoothing_frames: float = 1.0) -> np.ndarray:
+    """Per-frame 2D similarities frame → crop: ``(T, 2, 3)`` float64.
+
+    landmarks ``(T, 478, 3)`` in pixels; canonical ``(478, 3)``. Fitted on the rigid
+    landmarks' x, y; the four similarity parameters are smoothed over time.
+    """
+    rigid = list(RIGID)
+    target = layout.to_crop(np.asarray(canonical)[rigid, :2])
+    num_frames = landmarks.shape[0]
+    params = np.zeros((num_frames, 4))  # a = s·cos, b = s·sin, tx, ty
+    for index in range(num_frames):
+        scale, rotation, translation = umeyama(landmarks[index, rigid, :2], target)
+        params[index] = [scale * rotation[0, 0], scale * rotation[1, 0], *translation]
+    good = np.ones(num_frames, bool) if valid is None else np.asarray(valid, bool)
+    if good.any() and not good.all():
+        positions = np.flatnonzero(good)
+        for column in range(4):
+            params[~good, column] = np.interp(np.flatnonzero(~good), positions, params[good, column])
+    if smoothing_frames > 0 and num_frames > 1:
+        params = gaussian_filter1d(params, smoothing_frames, axis=0, mode="nearest")
+    a, b, tx, ty = params.T
+    return np.stack([np.stack([a, -b, tx], -1), np.stack([b, a, ty], -1)], axis=1)
+
+
+def apply_affine(points: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """Points ``(N, 2)`` through a 2×3 affine → ``(N, 2)``."""
+    return np.asarray(points)[..., :2] @ affine[:, :2].T + affine[:, 2]
+
+
+def warp_to_crop(frame: np.ndarray, affine: np.ndarray, size: int) -> np.ndarray:
+    """Frame ``(H, W, 3)`` uint8 → aligned crop ``(size, size, 3)`` uint8."""
+    return cv2.warpAffine(frame, affine, (size, size), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
+def feathered_mask(size: int, box: tuple[int, int, int, int] | None = None, feather: int = 8) -> np.ndarray:
+    """``(size, size)`` float32 weights: 1 inside ``box`` (default: the whole crop minus a
+    ``feather`` margin), falling smoothly to 0 over ``feather`` pixels."""
+    top, bottom, left, right = box if box is not None else (0, size, 0, size)
+    mask = np.zeros((size, size), np.float32)
+    inner = (max(top + feather, 0), min(bottom - feather, size), max(left + feather, 0), min(right - feather, size))
+    mask[inner[0]:inner[1], inner[2]:inner[3]] = 1.0
+    if feather > 0:
+        mask = cv2.GaussianBlur(mask, (0, 0), sigmaX=feather / 2.0)
+    return mask
+
+
+def paste_back(frame: np.ndarray, crop: np.ndarray, affine: np.ndarray,
+               mask: np.ndarray | None = None) -> np.ndarray:
+    """Blend an aligned crop back into its frame with the exact inverse warp.
+
+    frame ``(H, W, 3)`` uint8, crop ``(S, S, 3)`` uint8, affine frame → crop ``(2, 3)``,
+    mask ``(S, S)`` float weights in crop coordinates (default: feathered full crop).
+    Returns a new ``(H, W, 3)`` uint8 frame.
+    """
+    height, width = frame.shape[:2]
+    size = crop.shape[0]
+    if mask is None:
+        mask = feathered_mask(size)
+    inverse = cv2.invertAffineTransform(affine)
+    back = cv2.warpAffine(crop, inverse, (width, height), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
+    weight = cv2.warpAffine(mask.astype(np.float32), inverse, (width, height), flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)[..., None]
+    blended = frame.astype(np.float32) * (1.0 - weight) + back.astype(np.float32) * weight
+    return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
