@@ -21,10 +21,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from safetensors.numpy import save_file
 from tqdm.auto import tqdm
 
 from .. import __version__
+from ..arrays_io import save_arrays
 from ..errors import MemFaceInputError
 from ..face.crop import CropLayout, crop_transforms, warp_to_crop
 from ..face.geometry import canonical_face, canonical_mouth_vertices, fit_poses, neutral_mouth
@@ -151,7 +151,7 @@ def preprocess_clip(video: str | os.PathLike, out_dir: str | os.PathLike, clip_i
             audio = load_audio(video, AUDIO_SAMPLE_RATE)
             audio_samples = int(audio.size)
             write_wav(partial / AUDIO_FILE, audio, AUDIO_SAMPLE_RATE)
-        save_file(arrays, str(partial / TRACK_FILE), metadata={"format": SHARD_FORMAT})
+        save_arrays(partial / TRACK_FILE, arrays, metadata={"format": SHARD_FORMAT})
         seconds = time.perf_counter() - started
         meta = {
             "format": SHARD_FORMAT, "format_version": SHARD_VERSION, "memface_version": __version__,

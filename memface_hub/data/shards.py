@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from safetensors.numpy import load_file
 
+from ..arrays_io import load_arrays
 from ..errors import MemFaceInputError
 from ..face.geometry import Poses
 from ..face.landmarks import MOUTH_VERTICES, NUM_BLENDSHAPES, NUM_LANDMARKS
@@ -109,7 +109,7 @@ def load_shard(path: str | os.PathLike) -> ClipShard:
     if meta.get("format") != SHARD_FORMAT or meta.get("format_version") != SHARD_VERSION:
         raise MemFaceInputError(path, f"unsupported shard format {meta.get('format')!r} "
                                 f"version {meta.get('format_version')!r} (expected {SHARD_FORMAT} v{SHARD_VERSION})")
-    arrays = load_file(str(path / TRACK_FILE))
+    arrays = load_arrays(path / TRACK_FILE)
     validate_track_arrays(arrays, str(path / TRACK_FILE))
     return ClipShard(
         path=path, meta=meta,

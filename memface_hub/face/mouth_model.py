@@ -11,7 +11,8 @@ import os
 from pathlib import Path
 
 import numpy as np
-from safetensors.numpy import load_file, save_file
+
+from ..arrays_io import load_arrays, save_arrays
 
 from .landmarks import MOUTH_VERTICES
 
@@ -59,16 +60,12 @@ class MouthModel:
         return deltas.reshape(*coefficients.shape[:-1], NUM_MOUTH_VERTICES, 3) + neutral
 
     def save(self, path: str | os.PathLike) -> Path:
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        save_file({"basis": self.basis, "explained_variance": self.explained_variance}, str(tmp),
-                  metadata={"format": "memface-mouth-model", "version": "1"})
-        os.replace(tmp, path)
-        return path
+        return save_arrays(path, {"basis": self.basis, "explained_variance": self.explained_variance},
+                           metadata={"format": "memface-mouth-model", "version": "1"})
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "MouthModel":
-        tensors = load_file(str(path))
+        tensors = load_arrays(path)
         missing = {"basis", "explained_variance"} - set(tensors)
         if missing:
             raise ValueError(f"{path}: mouth model lacks {sorted(missing)}")

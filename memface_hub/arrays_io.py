@@ -1,0 +1,48 @@
+"""Safe array files: safetensors only (no pickle), written atomically, size-checked on read."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load_file, save_file
+
+from .errors import MemFaceInputError
+
+MAX_ARRAY_FILE_BYTES = 4 << 30
+
+
+def save_arrays(path: str | os.PathLike, arrays: dict[str, np.ndarray], metadata: dict[str, str] | None = None) -> Path:
+    """Write ``arrays`` to ``path`` as safetensors via a temporary file and a rename.
+
+    Arrays are made C-contiguous first: safetensors stores raw buffers, so a strided view
+    (e.g. an ``einsum`` result) would otherwise be saved scrambled.
+    """
+    path = Path(path)
+    contiguous = {name: np.ascontiguousarray(array) for name, array in arrays.items()}
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        save_file(contiguous, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def load_arrays(path: str | os.PathLike, max_bytes: int = MAX_ARRAY_FILE_BYTES) -> dict[str, np.ndarray]:
+    """Read a safetensors file; a missing, oversized or malformed file is a :class:`MemFaceInputError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise MemFaceInputError(path, "file not found")
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise MemFaceInputError(path, f"file is {size} bytes, more than the {max_bytes} allowed")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, ValueError, OSError) as err:
+        raise MemFaceInputError(path, f"not a valid safetensors file ({err})") from None
