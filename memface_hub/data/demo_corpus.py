@@ -27,6 +27,7 @@ from scipy.signal import resample_poly
 from tqdm.auto import tqdm
 
 from ..errors import MemFaceInputError
+from ..parallel import limit_worker_threads
 from ..face.landmarks import CHIN
 from ..face.tracker import FaceTracker
 from ..io.audio import AUDIO_SAMPLE_RATE
@@ -87,7 +88,7 @@ def plan_corpus(minutes: float = 20.0, seed: int = 0, voices: Sequence[str] = DE
     candidates = first + [c for c in candidates if c not in first]
     plans, total = [], 0.0
     for sentence, voice in candidates:
-        if total >= minutes * 60:
+        if total >= minutes * 60 and len(plans) >= len(first):
             break
         rate = int(rng.choice(rates))
         clip_seed = int(rng.integers(0, 2**31 - 1))
@@ -214,6 +215,7 @@ _WORKER_ANIMATOR: FaceAnimator | None = None
 
 def _worker_init(photo: str | None) -> None:
     global _WORKER_ANIMATOR
+    limit_worker_threads()
     _WORKER_ANIMATOR = make_animator(photo)
 
 

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from .. import __version__
 from ..arrays_io import save_arrays
 from ..errors import MemFaceInputError
+from ..parallel import limit_worker_threads
 from ..face.crop import CropLayout, crop_transforms, warp_to_crop
 from ..face.geometry import canonical_face, canonical_mouth_vertices, fit_poses, neutral_mouth
 from ..face.tracker import FaceTracker
@@ -189,6 +190,7 @@ _WORKER_TRACKER: FaceTracker | None = None
 
 def _worker_init() -> None:
     global _WORKER_TRACKER
+    limit_worker_threads()
     _WORKER_TRACKER = FaceTracker()
 
 

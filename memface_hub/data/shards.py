@@ -124,3 +124,20 @@ def find_shards(root: str | os.PathLike) -> list[Path]:
     """Finished shard folders directly under ``root``, sorted by name."""
     root = Path(root)
     return sorted(child for child in root.iterdir() if child.is_dir() and is_complete_shard(child))
+
+
+def fit_mouth_model(root: str | os.PathLike, num_components: int = 16):
+    """Fit a :class:`~memface_hub.face.mouth_model.MouthModel` on every valid frame of the shards under ``root``.
+
+    Deltas are taken from each clip's own neutral mouth, so speakers share one basis.
+    """
+    from ..face.mouth_model import MouthModel
+
+    paths = find_shards(root)
+    if not paths:
+        raise MemFaceInputError(root, "no finished clip shards found")
+    deltas = []
+    for path in paths:
+        shard = load_shard(path)
+        deltas.append(shard.mouth_vertices[shard.valid] - shard.neutral_mouth)
+    return MouthModel.fit(np.concatenate(deltas), num_components=num_components)

