@@ -31,8 +31,8 @@ _JAW_HINGES = (234, 454)
 _PHILTRUM = (164, 167, 393, 165, 391, 0, 11, 12, 37, 267, 72, 302)
 
 # Motion amplitudes in units of the eye-corner distance.
-JAW_DROP = 0.26        # chin drop at jaw_open = 1
-LIP_GAP = 0.30         # inner-lip gap at the lip centre at full opening
+JAW_DROP = 0.30        # chin drop at jaw_open = 1
+LIP_GAP = 0.42         # inner-lip gap at the lip centre at full opening
 ROUND_INWARD = 0.10    # corner movement towards the centre at lip_round = 1
 SPREAD_OUTWARD = 0.06  # corner movement outwards at lip_spread = 1
 
@@ -62,9 +62,9 @@ class FaceAnimator:
     def __init__(self, image: np.ndarray, landmarks: np.ndarray, frame_size: int = 352):
         if frame_size % 2:
             raise ValueError(f"frame_size must be even, got {frame_size}")
-        self.image = np.ascontiguousarray(image)
         self.frame_size = int(frame_size)
         points = np.asarray(landmarks, np.float64)[:, :2]
+        self.image = self._remove_mouth_interior(np.ascontiguousarray(image), points)
         self.unit = float(np.linalg.norm(points[LEFT_EYE_OUTER] - points[RIGHT_EYE_OUTER]))
         self.down = points[CHIN] - points[168]
         self.down /= np.linalg.norm(self.down)
@@ -88,6 +88,17 @@ class FaceAnimator:
         self.grid = np.stack([xs.ravel(), ys.ravel()], axis=1)
         self.grid_shape = xs.shape
         self._groups()
+
+    @staticmethod
+    def _remove_mouth_interior(image: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """Inpaint what the photo shows between its inner lips (teeth, in a smile), so that
+        closing the lips squeezes only lip texture together, not a line of teeth."""
+        mask = np.zeros(image.shape[:2], np.uint8)
+        cv2.fillPoly(mask, [np.round(points[list(INNER_LIPS_LOOP)]).astype(np.int32)], 255)
+        mask = cv2.dilate(mask, np.ones((3, 3), np.uint8))
+        if not mask.any():
+            return image
+        return cv2.inpaint(image, mask, 5, cv2.INPAINT_TELEA)
 
     # -- geometry -----------------------------------------------------------------------------
     def _project(self, points: np.ndarray) -> np.ndarray:
@@ -141,7 +152,7 @@ class FaceAnimator:
         upper = list(_INNER_UPPER) + list(_OUTER_UPPER)
         gap_lower = self._lip_profile(lower) * LIP_GAP * opening
         gap_upper = self._lip_profile(upper) * LIP_GAP * opening
-        points[lower] += np.outer(0.8 * gap_lower + 0.5 * JAW_DROP * jaw_open * closure, down)
+        points[lower] += np.outer(0.8 * gap_lower, down)
         points[upper] -= np.outer(0.2 * gap_upper, down)
         # rounding pushes the lip centres outwards (a rounder opening)
         points[lower] += np.outer(0.03 * lip_round * self._lip_profile(lower), down)
@@ -186,13 +197,13 @@ class FaceAnimator:
         """Dark cavity with teeth inside the inner-lip contour (in place, ROI coordinates)."""
         top, _, left, _ = self.roi
         inner = points[list(INNER_LIPS_LOOP)] - [left, top]
-        gap = np.linalg.norm(points[13] - points[14])
+        gap = float((points[14] - points[13]) @ self.down)  # signed: lower lip below the upper one
         scale = 4  # sub-pixel drawing precision (bits)
         height, width = roi_image.shape[:2]
         if gap < 0.02 * self.unit:
             # Closed: the photo's teeth are squeezed into the seam; draw the lip seam over them.
             seam = points[list((78,) + _INNER_UPPER + (308,))] - [left, top]
-            thickness = max(1, int(round(0.02 * self.unit)))
+            thickness = max(1, int(round(0.012 * self.unit)))
             cv2.polylines(roi_image, [np.round(seam * 16).astype(np.int32)], False, SEAM_COLOUR,
                           thickness, cv2.LINE_AA, scale)
             return

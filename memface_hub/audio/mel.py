@@ -1,0 +1,53 @@
+"""Log-mel front end: no weights, the baseline audio feature.
+
+librosa mel spectrogram with a 25 ms window (``n_fft=400``) and a 10 ms hop (160 samples, 100 Hz),
+``log(mel + 1e-6)``, normalised per utterance to zero mean and unit variance in each mel bin; the four
+100 Hz frames inside each 40 ms video frame are stacked, so ``feature_dim = 4 * n_mels``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .base import AudioFrontEnd, frames_per_video_frame
+
+N_FFT = 400  # 25 ms at 16 kHz
+HOP_LENGTH = 160  # 10 ms at 16 kHz → 100 Hz
+FRAMES_PER_VIDEO_FRAME = 4  # 100 Hz / 25 fps
+LOG_FLOOR = 1e-6
+
+
+class MelFrontEnd(AudioFrontEnd):
+    """Stacked, per-utterance normalised log-mel features ``(num_frames, 4 * n_mels)``."""
+
+    name = "mel"
+
+    def __init__(self, n_mels: int = 80, resample: bool = False):
+        super().__init__(resample=resample)
+        if isinstance(n_mels, bool) or not isinstance(n_mels, int) or n_mels < 1:
+            raise ValueError(f"n_mels must be a positive integer, got {n_mels!r}")
+        self.n_mels = n_mels
+
+    @property
+    def feature_dim(self) -> int:
+        return FRAMES_PER_VIDEO_FRAME * self.n_mels
+
+    def config(self) -> dict[str, Any]:
+        return {"name": self.name, "n_mels": self.n_mels, "resample": self.resample}
+
+    def _extract(self, audio: np.ndarray, num_frames: int) -> np.ndarray:
+        import librosa
+
+        # 1. log-mel at 100 Hz; frame j is centred at j * 10 ms
+        mel = librosa.feature.melspectrogram(
+            y=audio, sr=self.sampling_rate, n_fft=N_FFT, hop_length=HOP_LENGTH, win_length=N_FFT,
+            n_mels=self.n_mels, power=2.0, center=True,
+        )  # (n_mels, T)
+        log_mel = np.log(mel + LOG_FLOOR).T  # (T, n_mels)
+        # 2. per-utterance mean/variance normalisation per mel bin
+        log_mel = (log_mel - log_mel.mean(axis=0)) / (log_mel.std(axis=0) + 1e-5)
+        # 3. stack the four 10 ms frames of each video frame
+        stacked = frames_per_video_frame(log_mel, FRAMES_PER_VIDEO_FRAME, num_frames)  # (num_frames, 4, n_mels)
+        return stacked.reshape(num_frames, self.feature_dim).astype(np.float32)

@@ -1,0 +1,110 @@
+"""wav2vec 2.0 / HuBERT front end: hidden states of a frozen ``transformers`` speech encoder.
+
+Any checkpoint that ``AutoFeatureExtractor`` + ``AutoModel`` load (Wav2Vec2, HuBERT, by Hub id or
+local path; a ``...ForCTC`` checkpoint loads its encoder). The encoder's hidden states come at 50 Hz
+(one per 20 ms, total conv stride 320); hidden state ``layer`` of ``output_hidden_states`` (0 = the
+input embeddings, -1 = the last layer) is averaged over the two 20 ms steps of each 40 ms video frame
+→ ``(num_frames, hidden_size)``. The model is loaded on the first call; ``feature_dim`` reads only
+the model's config.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import numpy as np
+
+from memface_hub.errors import MemFaceInputError
+
+from .base import AudioFrontEnd, frames_per_video_frame
+
+logger = logging.getLogger(__name__)
+
+STEPS_PER_VIDEO_FRAME = 2  # 50 Hz encoder steps / 25 fps
+
+
+def load_speech_config(model_name_or_path: str):
+    """``transformers.AutoConfig`` of a checkpoint (no weights); a failure is a :class:`MemFaceInputError`."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(model_name_or_path)
+    except (OSError, ValueError) as err:
+        raise MemFaceInputError(
+            f"model_name_or_path={model_name_or_path!r}",
+            f"cannot load the model config ({err}); offline, pass a local folder or a model already in the Hugging Face cache",
+        ) from None
+
+
+class Wav2Vec2FrontEnd(AudioFrontEnd):
+    """Frozen speech-encoder hidden states ``(num_frames, hidden_size)`` at 25 fps."""
+
+    name = "wav2vec2"
+
+    def __init__(self, model_name_or_path: str = "facebook/wav2vec2-base-960h", layer: int = -1,
+                 device: str = "cpu", resample: bool = False):
+        super().__init__(resample=resample)
+        if not isinstance(model_name_or_path, str) or not model_name_or_path:
+            raise ValueError(f"model_name_or_path must be a non-empty string, got {model_name_or_path!r}")
+        if isinstance(layer, bool) or not isinstance(layer, int):
+            raise ValueError(f"layer must be an integer, got {layer!r}")
+        self.model_name_or_path = model_name_or_path
+        self.layer = layer
+        self.device = str(device)
+        self._model_config = None
+        self._feature_extractor = None
+        self._model = None
+        self._lock = threading.Lock()
+
+    def _config(self):
+        if self._model_config is None:
+            self._model_config = load_speech_config(self.model_name_or_path)
+        return self._model_config
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self._config().hidden_size)
+
+    @property
+    def num_layers(self) -> int:
+        """Number of hidden-state outputs: transformer layers + 1 (the input embeddings)."""
+        return int(self._config().num_hidden_layers) + 1
+
+    def config(self) -> dict[str, Any]:
+        return {"name": self.name, "model_name_or_path": self.model_name_or_path, "layer": self.layer,
+                "device": self.device, "resample": self.resample}
+
+    def _load(self):
+        """Feature extractor and frozen eval-mode model (call with ``self._lock`` held)."""
+        if self._model is None:
+            import torch
+            from transformers import AutoFeatureExtractor, AutoModel
+
+            if not -self.num_layers <= self.layer < self.num_layers:
+                raise ValueError(f"layer={self.layer} is out of range: {self.model_name_or_path!r} has "
+                                 f"{self.num_layers} hidden states (layers -{self.num_layers}..{self.num_layers - 1})")
+            logger.info("loading %s for the %s front end", self.model_name_or_path, self.name)
+            self._feature_extractor = AutoFeatureExtractor.from_pretrained(self.model_name_or_path)
+            model = AutoModel.from_pretrained(self.model_name_or_path)
+            model.requires_grad_(False)
+            self._model = model.eval().to(torch.device(self.device))
+        return self._feature_extractor, self._model
+
+    def hidden_states(self, audio: np.ndarray) -> np.ndarray:
+        """Hidden state ``layer`` for 16 kHz float audio ``(samples,)`` → ``(steps, hidden_size)`` at 50 Hz."""
+        import torch
+
+        with self._lock:
+            feature_extractor, model = self._load()
+        inputs = feature_extractor(audio, sampling_rate=self.sampling_rate, return_tensors="pt")
+        inputs = {key: value.to(model.device) for key, value in inputs.items()}
+        with torch.inference_mode():
+            outputs = model(**inputs, output_hidden_states=True)
+        return outputs.hidden_states[self.layer][0].float().cpu().numpy()  # (steps, hidden_size)
+
+    def _extract(self, audio: np.ndarray, num_frames: int) -> np.ndarray:
+        states = self.hidden_states(audio)  # (steps, D) at 50 Hz
+        pairs = frames_per_video_frame(states, STEPS_PER_VIDEO_FRAME, num_frames)  # (num_frames, 2, D)
+        return pairs.mean(axis=1).astype(np.float32)
