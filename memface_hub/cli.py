@@ -128,11 +128,84 @@ def _run_demo(args) -> int:
     return 0
 
 
+def _add_train_a2e(commands) -> None:
+    parser = commands.add_parser(
+        "train-a2e", help="train the audio-to-expression model (accelerate: CPU, one or many GPUs)",
+        description="Train MemFaceAudioToExpression on preprocessed shards with the losses of eq. 4 and the "
+                    "alternating memory/model updates of supplement B.2. Runs unchanged under "
+                    "`accelerate launch`. Writes <out>/best (save_pretrained), <out>/checkpoint (for --resume) "
+                    "and <out>/trainer_state.json.")
+    parser.add_argument("--shards", required=True, help="folder of preprocessed clip shards")
+    parser.add_argument("--out", required=True, help="run folder")
+    parser.add_argument("--splits", default=None,
+                        help="JSON with {'splits': {'train': [...], 'val': [...]}} (the demo corpus.json); "
+                             "default: a hash split of the shard names")
+    parser.add_argument("--frontend", default="phonemes", help="audio front end: phonemes, mel, wav2vec2, deepspeech")
+    parser.add_argument("--frontend-model", default=None,
+                        help="Hub id or local path of the wav2vec2/deepspeech checkpoint")
+    parser.add_argument("--memory", default="implicit", choices=["implicit", "none", "explicit"],
+                        help="memory variant (the paper's ablation)")
+    parser.add_argument("--memory-slots", type=int, default=1000, help="memory size M (default: 1000)")
+    parser.add_argument("--memory-dim", type=int, default=64, help="memory slot width (default: 64)")
+    parser.add_argument("--epochs", type=int, default=30, help="training epochs (default: 30)")
+    parser.add_argument("--batch-size", type=int, default=16, help="windows per batch and process (default: 16)")
+    parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default: 1e-3)")
+    parser.add_argument("--window", type=int, default=64, help="training window in frames (default: 64)")
+    parser.add_argument("--d-model", type=int, default=128, help="transformer width (default: 128)")
+    parser.add_argument("--layers", type=int, default=2, help="encoder and decoder layers each (default: 2)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint")
+    parser.set_defaults(handler=_run_train_a2e)
+
+
+def _run_train_a2e(args) -> int:
+    from .training.train_a2e import A2ETrainingConfig, train_a2e
+
+    frontend = {"name": args.frontend}
+    if args.frontend_model:
+        frontend["model_name_or_path"] = args.frontend_model
+    best = train_a2e(A2ETrainingConfig(
+        shards=args.shards, output_dir=args.out, splits=args.splits, frontend=frontend, memory=args.memory,
+        memory_slots=args.memory_slots, memory_dim=args.memory_dim, epochs=args.epochs, batch_size=args.batch_size,
+        learning_rate=args.lr, window=args.window, d_model=args.d_model, num_layers=args.layers, seed=args.seed,
+        resume=args.resume))
+    logger.info("best model: %s", Path(best).resolve())
+    return 0
+
+
+def _add_eval_a2e(commands) -> None:
+    parser = commands.add_parser(
+        "eval-a2e", help="evaluate an audio-to-expression model on held-out demo-corpus utterances",
+        description="Mouth-vertex RMSE, bilabial closure, audio-visual offset and jitter in silence "
+                    "(EVALUATION.md) over a split of the demo corpus; prints a table and writes JSON.")
+    parser.add_argument("model", help="model folder or Hub id (from_pretrained)")
+    parser.add_argument("--shards", required=True, help="folder of preprocessed shards of the corpus")
+    parser.add_argument("--corpus", required=True, help="demo corpus folder (with corpus.json)")
+    parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    parser.add_argument("--out", default=None, help="write the metrics to this JSON file")
+    parser.set_defaults(handler=_run_eval_a2e)
+
+
+def _run_eval_a2e(args) -> int:
+    from .a2e import MemFaceAudioToExpression
+    from .evaluation.a2e_eval import evaluate_a2e
+    from .training.a2e_data import read_splits
+
+    model = MemFaceAudioToExpression.from_pretrained(args.model)
+    clip_ids = read_splits(Path(args.corpus) / "corpus.json")[args.split]
+    metrics = evaluate_a2e(model, args.shards, args.corpus, clip_ids, progress=True)
+    for key, value in metrics.items():
+        print(f"{key:<24} {value:.4f}" if isinstance(value, float) else f"{key:<24} {value}")
+    if args.out:
+        Path(args.out).write_text(json.dumps(metrics, indent=1))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="memface", description="MemFace talking-face generation tools.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_demo, _add_demo_data, _add_preprocess, _add_fit_mouth_model):
+    for add in (_add_demo, _add_demo_data, _add_preprocess, _add_fit_mouth_model, _add_train_a2e, _add_eval_a2e):
         add(commands)
     return parser
 
@@ -141,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("accelerate", "httpx", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return args.handler(args)
     except (MemFaceInputError, FileNotFoundError) as err:

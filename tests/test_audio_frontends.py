@@ -331,6 +331,13 @@ def test_hubert_checkpoints_load_through_the_same_front_end(tmp_path):
     assert features.shape == (25, 32) and np.isfinite(features).all()
 
 
+def test_wav2vec2_reads_the_encoder_of_a_ctc_checkpoint(tiny_ctc):
+    audio = speech_like(1.0, seed=4)
+    states = reference_outputs(tiny_ctc, audio)[-1]  # AutoModel: the bare encoder
+    pairs = np.clip(2 * np.arange(25)[:, None] + np.arange(2), 0, len(states) - 1)
+    np.testing.assert_allclose(Wav2Vec2FrontEnd(tiny_ctc)(audio, SR), states[pairs].mean(1), atol=1e-5)
+
+
 def test_missing_model_is_a_clear_error(tmp_path):
     with pytest.raises(MemFaceInputError, match="cannot load the model config"):
         Wav2Vec2FrontEnd(str(tmp_path / "no_such_model")).feature_dim

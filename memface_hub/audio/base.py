@@ -89,20 +89,19 @@ def validate_waveform(waveform: np.ndarray, sampling_rate: int, expected: int = 
     return audio
 
 
-def video_frame_count(num_samples: int, sampling_rate: int, fps: float = VIDEO_FPS) -> int:
+def video_frame_count(num_samples: int, sampling_rate: float, fps: float = VIDEO_FPS) -> int:
     """Number of video frames for ``num_samples`` of audio: ``round(duration * fps)``, at least 1."""
     return max(1, int(round(num_samples / sampling_rate * fps)))
 
 
-def frames_per_video_frame(features: np.ndarray, per_frame: int, num_frames: int,
-                           offset: int = 0) -> np.ndarray:
+def frames_per_video_frame(features: np.ndarray, per_frame: int, num_frames: int) -> np.ndarray:
     """Gather ``per_frame`` consecutive feature rows for each video frame, edge-padding at both ends.
 
     Row ``j`` of ``features`` ``(T, D)`` must sit at time ``j / (25 * per_frame)`` s; video frame ``i``
-    gets rows ``offset + per_frame * i + [0, per_frame)``, clipped to ``[0, T)``.
+    gets rows ``per_frame * i + [0, per_frame)``, clipped to ``[0, T)``.
     Returns ``(num_frames, per_frame, D)``.
     """
-    starts = per_frame * np.arange(num_frames) + offset  # (num_frames,)
+    starts = per_frame * np.arange(num_frames)  # (num_frames,)
     index = np.clip(starts[:, None] + np.arange(per_frame)[None, :], 0, len(features) - 1)
     return features[index]  # (num_frames, per_frame, D)
 
@@ -157,7 +156,7 @@ class AudioFrontEnd(abc.ABC):
         # 1. check (and maybe resample) the input
         audio = validate_waveform(waveform, sampling_rate, self.sampling_rate, self.resample, source="audio")
         if num_frames is None:
-            num_frames = video_frame_count(len(audio), self.sampling_rate, self.fps)
+            num_frames = video_frame_count(len(waveform), sampling_rate, self.fps)
         elif isinstance(num_frames, bool) or not isinstance(num_frames, (int, np.integer)) or num_frames < 1:
             raise MemFaceInputError(f"num_frames={num_frames!r}", "must be a positive integer")
         # 2. extract

@@ -1,11 +1,11 @@
 """wav2vec 2.0 / HuBERT front end: hidden states of a frozen ``transformers`` speech encoder.
 
 Any checkpoint that ``AutoFeatureExtractor`` + ``AutoModel`` load (Wav2Vec2, HuBERT, by Hub id or
-local path; a ``...ForCTC`` checkpoint loads its encoder). The encoder's hidden states come at 50 Hz
-(one per 20 ms, total conv stride 320); hidden state ``layer`` of ``output_hidden_states`` (0 = the
-input embeddings, -1 = the last layer) is averaged over the two 20 ms steps of each 40 ms video frame
-→ ``(num_frames, hidden_size)``. The model is loaded on the first call; ``feature_dim`` reads only
-the model's config.
+local path; a ``...ForCTC`` checkpoint loads with its head, whose logits are ignored). The encoder's
+hidden states come at 50 Hz (one per 20 ms, total conv stride 320); hidden state ``layer`` of
+``output_hidden_states`` (0 = the input embeddings, -1 = the last layer) is averaged over the two
+20 ms steps of each 40 ms video frame → ``(num_frames, hidden_size)``. The model is loaded on the
+first call; ``feature_dim`` reads only the model's config.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ def load_speech_config(model_name_or_path: str):
     except (OSError, ValueError) as err:
         raise MemFaceInputError(
             f"model_name_or_path={model_name_or_path!r}",
-            f"cannot load the model config ({err}); offline, pass a local folder or a model already in the Hugging Face cache",
+            f"cannot load the model config ({err}); offline, pass a local folder "
+            "or a model already in the Hugging Face cache",
         ) from None
 
 
@@ -80,14 +81,17 @@ class Wav2Vec2FrontEnd(AudioFrontEnd):
         """Feature extractor and frozen eval-mode model (call with ``self._lock`` held)."""
         if self._model is None:
             import torch
-            from transformers import AutoFeatureExtractor, AutoModel
+            from transformers import AutoFeatureExtractor, AutoModel, AutoModelForCTC
 
             if not -self.num_layers <= self.layer < self.num_layers:
                 raise ValueError(f"layer={self.layer} is out of range: {self.model_name_or_path!r} has "
                                  f"{self.num_layers} hidden states (layers -{self.num_layers}..{self.num_layers - 1})")
             logger.info("loading %s for the %s front end", self.model_name_or_path, self.name)
             self._feature_extractor = AutoFeatureExtractor.from_pretrained(self.model_name_or_path)
-            model = AutoModel.from_pretrained(self.model_name_or_path)
+            # a ...ForCTC checkpoint (e.g. wav2vec2-base-960h) loads whole, so no head weights are left over
+            architectures = self._config().architectures or []
+            is_ctc = any(name.endswith("ForCTC") for name in architectures)
+            model = (AutoModelForCTC if is_ctc else AutoModel).from_pretrained(self.model_name_or_path)
             model.requires_grad_(False)
             self._model = model.eval().to(torch.device(self.device))
         return self._feature_extractor, self._model

@@ -126,14 +126,18 @@ def find_shards(root: str | os.PathLike) -> list[Path]:
     return sorted(child for child in root.iterdir() if child.is_dir() and is_complete_shard(child))
 
 
-def fit_mouth_model(root: str | os.PathLike, num_components: int = 16):
-    """Fit a :class:`~memface_hub.face.mouth_model.MouthModel` on every valid frame of the shards under ``root``.
+def fit_mouth_model(root: str | os.PathLike, num_components: int = 16, clip_ids=None):
+    """Fit a :class:`~memface_hub.face.mouth_model.MouthModel` on every valid frame of the shards under
+    ``root`` (or only those named in ``clip_ids``, e.g. the training split).
 
     Deltas are taken from each clip's own neutral mouth, so speakers share one basis.
     """
     from ..face.mouth_model import MouthModel
 
     paths = find_shards(root)
+    if clip_ids is not None:
+        wanted = set(clip_ids)
+        paths = [path for path in paths if path.name in wanted]
     if not paths:
         raise MemFaceInputError(root, "no finished clip shards found")
     deltas = []

@@ -1,0 +1,177 @@
+"""MemFace audio-to-expression model with the implicit memory (paper Sec. 3.2, eq. 3).
+
+audio features ``(B, T, F)`` at 25 fps → transformer encoder ``h`` → implicit memory read
+``z = h + read(h)`` → transformer decoder → mouth expression coefficients ``ê (B, T, K)``.
+The linear mouth model ships inside as a buffer, so callers get ``verts(ê) = neutral + B·ê``.
+
+Ablations (EVALUATION.md): ``memory="implicit"`` (MemFace), ``"none"`` and ``"explicit"``
+(audio-feature keys → expression values of training frames, set with :meth:`set_explicit_memory`);
+:meth:`reset_memory_` gives the "implicit memory reset to random" toy test.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .face.landmarks import MOUTH_VERTICES
+from .hub import StrictHubMixin
+from .memory import ImplicitMemory, KeyValueMemoryRead
+
+MEMORY_KINDS = ("implicit", "none", "explicit")
+
+
+@dataclass
+class A2EOutput:
+    """expressions: ``(B, T, K)``; memory_attention: ``(B, T, M)`` or ``None`` without memory."""
+
+    expressions: torch.Tensor
+    memory_attention: torch.Tensor | None
+
+
+def sinusoidal_positions(length: int, dim: int, device=None) -> torch.Tensor:
+    """``(length, dim)`` sinusoidal position encoding (no maximum length)."""
+    position = torch.arange(length, device=device, dtype=torch.float32)[:, None]
+    frequency = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    encoding = torch.zeros(length, dim, device=device)
+    encoding[:, 0::2] = torch.sin(position * frequency)
+    encoding[:, 1::2] = torch.cos(position * frequency[: dim // 2])
+    return encoding
+
+
+class MemFaceAudioToExpression(nn.Module, StrictHubMixin, library_name="memface_hub",
+                               tags=["memface", "talking-face", "audio-to-expression"],
+                               repo_url="https://github.com/memface-hub/memface_hub", license="apache-2.0"):
+    """Audio features → mouth expression coefficients, with an implicit key–value memory.
+
+    Args mirror ``config.json``. ``feature_dim`` must match the audio front end described by
+    ``frontend`` (its serialised config).
+    """
+
+    def __init__(self, feature_dim: int = 320, exp_dim: int = 16, d_model: int = 128, num_heads: int = 4,
+                 num_encoder_layers: int = 2, num_decoder_layers: int = 2, ff_dim: int = 256,
+                 dropout: float = 0.1, memory: str = "implicit", memory_slots: int = 1000, memory_dim: int = 64,
+                 memory_top_k: int | None = None, num_mouth_vertices: int = len(MOUTH_VERTICES),
+                 frontend: dict | None = None):
+        super().__init__()
+        if memory not in MEMORY_KINDS:
+            raise ValueError(f"memory must be one of {MEMORY_KINDS}, got {memory!r}")
+        if d_model % num_heads or d_model % 2:
+            raise ValueError(f"d_model ({d_model}) must be even and divisible by num_heads ({num_heads})")
+        if min(feature_dim, exp_dim, d_model, num_encoder_layers, num_decoder_layers) < 1:
+            raise ValueError("feature_dim, exp_dim, d_model and the layer counts must be ≥ 1")
+        self.feature_dim, self.exp_dim, self.d_model = feature_dim, exp_dim, d_model
+        self.memory_kind = memory
+        self.frontend = dict(frontend or {})
+
+        def layer() -> nn.TransformerEncoderLayer:
+            return nn.TransformerEncoderLayer(d_model, num_heads, ff_dim, dropout, batch_first=True, norm_first=True)
+
+        self.input_proj = nn.Linear(feature_dim, d_model)
+        self.encoder = nn.TransformerEncoder(layer(), num_encoder_layers, enable_nested_tensor=False)
+        self.implicit_memory = ImplicitMemory(d_model, memory_slots, memory_dim, memory_top_k) \
+            if memory == "implicit" else None
+        if memory == "explicit":
+            self.explicit_reader = KeyValueMemoryRead(d_model, feature_dim, exp_dim, memory_dim, d_model, memory_top_k)
+            self.register_buffer("explicit_keys", torch.zeros(memory_slots, feature_dim))    # audio features
+            self.register_buffer("explicit_values", torch.zeros(memory_slots, exp_dim))      # expressions
+        else:
+            self.explicit_reader = None
+        self.decoder = nn.TransformerEncoder(layer(), num_decoder_layers, enable_nested_tensor=False)
+        self.head = nn.Linear(d_model, exp_dim)
+        # The linear mouth model (DESIGN.md §3): verts(e) = neutral + e @ mouth_basis.
+        self.register_buffer("mouth_basis", torch.zeros(exp_dim, num_mouth_vertices * 3))
+
+    # -- the model -------------------------------------------------------------------------------
+    def forward(self, features: torch.Tensor, padding_mask: torch.Tensor | None = None) -> A2EOutput:
+        """features ``(B, T, F)``; padding_mask ``(B, T)`` True at padded frames."""
+        if features.shape[-1] != self.feature_dim:
+            raise ValueError(f"features have dim {features.shape[-1]}, the model expects {self.feature_dim}")
+        # 1. encode audio
+        steps = features.shape[1]
+        hidden = self.input_proj(features) + sinusoidal_positions(steps, self.d_model, features.device)  # (B, T, D)
+        hidden = self.encoder(hidden, src_key_padding_mask=padding_mask)
+        # 2. read the memory (eq. 3: z = h + read(h))
+        attention = None
+        if self.implicit_memory is not None:
+            read = self.implicit_memory(hidden)
+            hidden, attention = hidden + read.read, read.attention
+        elif self.explicit_reader is not None:
+            read = self.explicit_reader(hidden, self.explicit_keys, self.explicit_values)
+            hidden, attention = hidden + read.read, read.attention
+        # 3. decode expressions
+        hidden = self.decoder(hidden, src_key_padding_mask=padding_mask)
+        return A2EOutput(self.head(hidden), attention)                                     # (B, T, K)
+
+    # -- mouth model -----------------------------------------------------------------------------
+    def set_mouth_model(self, basis: np.ndarray | torch.Tensor) -> None:
+        """Install the mouth basis ``(K, V*3)`` (a :class:`~memface_hub.face.MouthModel`'s ``basis``)."""
+        basis = torch.as_tensor(np.asarray(basis), dtype=torch.float32)
+        if basis.shape != self.mouth_basis.shape:
+            raise ValueError(f"mouth basis {tuple(basis.shape)} does not fit the model's {tuple(self.mouth_basis.shape)}")
+        self.mouth_basis.copy_(basis)
+
+    def vertices(self, expressions: torch.Tensor, neutral: torch.Tensor) -> torch.Tensor:
+        """``verts(ê)``: expressions ``(..., T, K)`` + neutral ``(..., V, 3)`` → ``(..., T, V, 3)``."""
+        deltas = (expressions @ self.mouth_basis).unflatten(-1, (-1, 3))                 # (..., T, V, 3)
+        return deltas + neutral.unsqueeze(-3)
+
+    # -- memories --------------------------------------------------------------------------------
+    def memory_parameters(self) -> list[nn.Parameter]:
+        """Parameters of the memory module (updated alternately with the rest, supplement B.2)."""
+        module = self.implicit_memory or self.explicit_reader
+        return list(module.parameters()) if module is not None else []
+
+    def memory_regulariser(self) -> torch.Tensor:
+        """R of eq. 4 (0 without an implicit memory)."""
+        if self.implicit_memory is None:
+            return self.head.weight.new_zeros(())
+        return self.implicit_memory.regulariser()
+
+    @torch.no_grad()
+    def set_explicit_memory(self, keys: torch.Tensor, values: torch.Tensor) -> None:
+        """Fill the explicit memory: keys ``(M, F)`` audio features, values ``(M, K)`` expressions."""
+        if self.explicit_reader is None:
+            raise ValueError("this model was not built with memory='explicit'")
+        keys, values = torch.as_tensor(keys, dtype=torch.float32), torch.as_tensor(values, dtype=torch.float32)
+        if keys.shape != self.explicit_keys.shape or values.shape != self.explicit_values.shape:
+            raise ValueError(f"explicit memory must be {tuple(self.explicit_keys.shape)} → "
+                             f"{tuple(self.explicit_values.shape)}, got {tuple(keys.shape)} → {tuple(values.shape)}")
+        self.explicit_keys.copy_(keys)
+        self.explicit_values.copy_(values)
+
+    @torch.no_grad()
+    def reset_memory_(self, seed: int = 0) -> None:
+        """Reset the implicit memory's keys and values to normal random values (Fig. 9 toy test)."""
+        if self.implicit_memory is None:
+            raise ValueError("reset_memory_ needs memory='implicit'")
+        self.implicit_memory.reset_(torch.Generator().manual_seed(seed))
+
+    # -- inference -------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def predict(self, features: torch.Tensor | np.ndarray, window: int = 200, overlap: int = 40) -> torch.Tensor:
+        """Expressions ``(T, K)`` for features ``(T, F)`` of any length: overlapping windows, cross-faded."""
+        features = torch.as_tensor(np.asarray(features), dtype=torch.float32, device=self.mouth_basis.device)
+        steps = features.shape[0]
+        if steps <= window:
+            return self(features[None]).expressions[0]
+        stride = window - overlap
+        output = torch.zeros(steps, self.exp_dim, device=features.device)
+        weight = torch.zeros(steps, 1, device=features.device)
+        ramp = torch.ones(window, 1, device=features.device)
+        ramp[:overlap, 0] = torch.linspace(0.05, 1.0, overlap)
+        ramp[-overlap:, 0] = torch.linspace(1.0, 0.05, overlap)
+        start = 0
+        while True:
+            start = min(start, steps - window)
+            chunk = self(features[None, start:start + window]).expressions[0]
+            output[start:start + window] += chunk * ramp
+            weight[start:start + window] += ramp
+            if start + window >= steps:
+                break
+            start += stride
+        return output / weight

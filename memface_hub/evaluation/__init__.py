@@ -1,0 +1,1 @@
+"""Metrics and ablation protocols (definitions: EVALUATION.md of the design notes)."""

@@ -1,0 +1,43 @@
+"""Evaluate an audio-to-expression model on held-out utterances of the demo corpus."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..a2e import MemFaceAudioToExpression
+from ..audio import build_frontend, cached_features
+from ..data.shards import load_shard
+from ..io.audio import AUDIO_SAMPLE_RATE, load_audio
+from ..training.a2e_data import FEATURE_CACHE
+from .a2e_metrics import UtteranceResult, evaluate_utterance, pool_results
+
+
+def predict_clip_vertices(model: MemFaceAudioToExpression, shard, frontend=None) -> np.ndarray:
+    """Predicted canonical mouth vertices ``(T, V, 3)`` for a shard's audio, with the shard's neutral mouth."""
+    frontend = frontend or build_frontend(model.frontend)
+    audio = load_audio(shard.audio_path)
+    features = cached_features(frontend, audio, AUDIO_SAMPLE_RATE, shard.num_frames, shard.path / FEATURE_CACHE)
+    expressions = model.predict(features)                                              # (T, K)
+    neutral = torch.as_tensor(shard.neutral_mouth, device=expressions.device)
+    return model.vertices(expressions, neutral).cpu().numpy()
+
+
+def evaluate_a2e(model: MemFaceAudioToExpression, shard_root: str | os.PathLike, corpus_dir: str | os.PathLike,
+                 clip_ids: Sequence[str], progress: bool = False) -> dict:
+    """Pooled metrics over ``clip_ids`` (shards under ``shard_root``, timelines in ``corpus_dir/clips``)."""
+    model.eval()
+    frontend = build_frontend(model.frontend)
+    results: list[UtteranceResult] = []
+    for clip_id in tqdm(clip_ids, disable=not progress, desc="evaluating", unit="clip"):
+        shard = load_shard(Path(shard_root) / clip_id)
+        timeline = json.loads((Path(corpus_dir) / "clips" / f"{clip_id}.json").read_text())
+        predicted = predict_clip_vertices(model, shard, frontend)
+        results.append(evaluate_utterance(predicted, shard.mouth_vertices, timeline["phonemes"], timeline["fps"]))
+    return pool_results(results)

@@ -1,0 +1,69 @@
+"""Hub loading rules shared by every MemFace model: safetensors only, strict, validated.
+
+``PyTorchModelHubMixin`` gives ``save_pretrained`` / ``from_pretrained`` / ``push_to_hub``
+(``config.json`` + ``model.safetensors``). Its default loader is lenient (``strict=False``) and
+falls back to pickled ``pytorch_model.bin``; :class:`StrictHubMixin` replaces it with a loader
+that reads only ``model.safetensors`` and refuses missing, unexpected or mis-shaped tensors,
+naming them, before anything reaches ``load_state_dict``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
+from safetensors import SafetensorError, safe_open
+
+from .errors import MemFaceInputError
+
+WEIGHTS_FILE = "model.safetensors"
+
+
+def load_state_strict(model: torch.nn.Module, path: str | os.PathLike, map_location: str = "cpu") -> None:
+    """Load ``path`` into ``model``: every tensor must exist in the model with the same shape and dtype."""
+    expected = model.state_dict()
+    try:
+        with safe_open(str(path), framework="pt", device=str(map_location)) as file:
+            names = set(file.keys())
+            missing = sorted(set(expected) - names)
+            unexpected = sorted(names - set(expected))
+            if missing or unexpected:
+                raise MemFaceInputError(path, f"weights do not match {type(model).__name__}: "
+                                        f"missing keys {missing[:8]}{'…' if len(missing) > 8 else ''}, "
+                                        f"unexpected keys {unexpected[:8]}{'…' if len(unexpected) > 8 else ''}")
+            state = {}
+            for name in names:
+                tensor = file.get_tensor(name)
+                reference = expected[name]
+                if tensor.shape != reference.shape or tensor.dtype != reference.dtype:
+                    raise MemFaceInputError(path, f"tensor {name!r} is {tuple(tensor.shape)} {tensor.dtype}, "
+                                            f"expected {tuple(reference.shape)} {reference.dtype}")
+                if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                    raise MemFaceInputError(path, f"tensor {name!r} contains non-finite values")
+                state[name] = tensor
+    except (SafetensorError, OSError) as err:
+        raise MemFaceInputError(path, f"not a valid safetensors file ({err})") from None
+    model.load_state_dict(state, strict=True)
+
+
+class StrictHubMixin(PyTorchModelHubMixin):
+    """``PyTorchModelHubMixin`` whose ``from_pretrained`` reads only validated safetensors, strictly."""
+
+    @classmethod
+    def _from_pretrained(cls, *, model_id: str, revision: str | None, cache_dir: str | Path | None,
+                         force_download: bool, local_files_only: bool, token: str | bool | None,
+                         map_location: str = "cpu", **model_kwargs):
+        model = cls(**model_kwargs)
+        if os.path.isdir(model_id):
+            weights = Path(model_id) / WEIGHTS_FILE
+            if not weights.is_file():
+                raise MemFaceInputError(model_id, f"no {WEIGHTS_FILE} (only safetensors weights are loaded)")
+        else:
+            weights = hf_hub_download(repo_id=model_id, filename=WEIGHTS_FILE, revision=revision,
+                                      cache_dir=cache_dir, force_download=force_download, token=token,
+                                      local_files_only=local_files_only)
+        load_state_strict(model, weights, map_location)
+        model.eval()
+        return model

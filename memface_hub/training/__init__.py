@@ -1,0 +1,1 @@
+"""Training: losses, schedules, datasets and the accelerate loops (one module each)."""

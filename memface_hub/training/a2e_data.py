@@ -1,0 +1,111 @@
+"""Audio-to-expression training data: shards → (features, expressions) windows."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..audio import AudioFrontEnd, cached_features
+from ..data.shards import find_shards, load_shard
+from ..errors import MemFaceInputError
+from ..face.mouth_model import MouthModel
+from ..io.audio import AUDIO_SAMPLE_RATE, load_audio
+
+FEATURE_CACHE = "features"
+
+
+@dataclass
+class A2EClip:
+    """One clip's training arrays. ``T`` frames at 25 fps."""
+
+    clip_id: str
+    features: np.ndarray      # (T, F) float32
+    expressions: np.ndarray   # (T, K) float32 targets e
+    neutral: np.ndarray       # (V, 3) the clip's neutral mouth
+    valid: np.ndarray         # (T,) bool tracked frames
+    vertices: np.ndarray      # (T, V, 3) tracked canonical mouth vertices
+
+
+def read_splits(path: str | os.PathLike) -> dict[str, list[str]]:
+    """``{"train": [clip ids], "val": [...], "test": [...]}`` from a demo ``corpus.json`` or a plain JSON."""
+    data = json.loads(Path(path).read_text())
+    splits = data.get("splits", data)
+    if not isinstance(splits, dict) or not all(isinstance(v, list) for v in splits.values()):
+        raise MemFaceInputError(path, "expected {'splits': {'train': [...], 'val': [...], ...}}")
+    return {str(name): [str(i) for i in ids] for name, ids in splits.items()}
+
+
+def hash_split(clip_ids: Sequence[str], val_fraction: float = 0.1) -> dict[str, list[str]]:
+    """Deterministic train/val split by a stable hash of the clip id (when no split file is given)."""
+    def unit(clip_id: str) -> float:
+        return int(hashlib.sha256(clip_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+
+    val = [c for c in clip_ids if unit(c) < val_fraction] or list(clip_ids[-1:])
+    return {"train": [c for c in clip_ids if c not in val], "val": val}
+
+
+def load_a2e_clips(shard_root: str | os.PathLike, clip_ids: Sequence[str] | None, frontend: AudioFrontEnd,
+                   mouth_model: MouthModel, progress: bool = False) -> list[A2EClip]:
+    """Load shards (all under ``shard_root``, or only ``clip_ids``) with their cached audio features."""
+    root = Path(shard_root)
+    paths = [root / c for c in clip_ids] if clip_ids is not None else find_shards(root)
+    clips = []
+    for path in tqdm(paths, disable=not progress, desc="loading clips", unit="clip"):
+        shard = load_shard(path)
+        if shard.audio_path is None:
+            raise MemFaceInputError(path, "shard has no audio (preprocessed with --allow-silent?)")
+        audio = load_audio(shard.audio_path)
+        features = cached_features(frontend, audio, AUDIO_SAMPLE_RATE, shard.num_frames, path / FEATURE_CACHE)
+        expressions = mouth_model.encode(shard.mouth_vertices, shard.neutral_mouth).astype(np.float32)
+        clips.append(A2EClip(path.name, features.astype(np.float32), expressions, shard.neutral_mouth,
+                             shard.valid, shard.mouth_vertices))
+    return clips
+
+
+class A2EWindows(torch.utils.data.Dataset):
+    """Fixed-length windows over clips; shorter tails are padded and masked.
+
+    Items: ``features (W, F)``, ``expressions (W, K)``, ``neutral (V, 3)``, ``mask (W,)`` (True at
+    real, tracked frames), ``padding (W,)`` (True at padding).
+    """
+
+    def __init__(self, clips: Sequence[A2EClip], window: int = 64, stride: int | None = None):
+        if window < 2:
+            raise ValueError(f"window must be ≥ 2 frames, got {window}")
+        self.clips = list(clips)
+        self.window = int(window)
+        stride = int(stride or window)
+        self.items = []
+        for index, clip in enumerate(self.clips):
+            length = len(clip.features)
+            starts = list(range(0, max(length - self.window, 0) + 1, stride))
+            if starts[-1] + self.window < length:
+                starts.append(length - self.window)
+            self.items += [(index, start) for start in starts]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
+        index, start = self.items[item]
+        clip = self.clips[index]
+        end = min(start + self.window, len(clip.features))
+        count = end - start
+        features = np.zeros((self.window, clip.features.shape[1]), np.float32)
+        expressions = np.zeros((self.window, clip.expressions.shape[1]), np.float32)
+        mask = np.zeros(self.window, bool)
+        features[:count], expressions[:count] = clip.features[start:end], clip.expressions[start:end]
+        mask[:count] = clip.valid[start:end]
+        padding = np.ones(self.window, bool)
+        padding[:count] = False
+        return {"features": torch.from_numpy(features), "expressions": torch.from_numpy(expressions),
+                "neutral": torch.from_numpy(clip.neutral.astype(np.float32)), "mask": torch.from_numpy(mask),
+                "padding": torch.from_numpy(padding)}

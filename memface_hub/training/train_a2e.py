@@ -1,0 +1,204 @@
+"""Train the audio-to-expression model with accelerate (CPU, one GPU or many).
+
+    memface train-a2e --shards data/shards --splits data/demo/corpus.json --out runs/a2e
+    accelerate launch --num_processes 4 -m memface_hub.cli train-a2e ...   # same code, several processes
+
+Eq. 4 losses, the alternating memory/model updates of supplement B.2 in the first half,
+validation every epoch, the best model written with ``save_pretrained`` to ``<out>/best``,
+and the full training state in ``<out>/checkpoint`` for ``--resume``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..a2e import MemFaceAudioToExpression
+from ..audio import build_frontend
+from ..data.shards import find_shards, fit_mouth_model
+from ..face.mouth_model import MouthModel
+from .a2e_data import A2EWindows, hash_split, load_a2e_clips, read_splits
+from .losses import a2e_loss
+from .schedules import AlternatingSchedule
+
+logger = logging.getLogger(__name__)
+
+STATE_FILE = "trainer_state.json"
+
+
+@dataclass
+class A2ETrainingConfig:
+    """Everything a run needs; saved as ``<out>/training_config.json``."""
+
+    shards: str
+    output_dir: str
+    splits: str | None = None
+    frontend: dict = field(default_factory=lambda: {"name": "phonemes"})
+    memory: str = "implicit"
+    memory_slots: int = 1000
+    memory_dim: int = 64
+    exp_dim: int = 16
+    d_model: int = 128
+    num_heads: int = 4
+    num_layers: int = 2
+    dropout: float = 0.1
+    epochs: int = 30
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.01
+    window: int = 64
+    alternate_fraction: float = 0.5
+    expression_weight: float = 1.0
+    vertex_weight: float = 1.0
+    regulariser_weight: float = 0.01
+    seed: int = 0
+    resume: bool = False
+    progress: bool = True
+
+
+def explicit_memory_from_clips(clips, slots: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The a2e ablation's explicit memory: ``slots`` random valid training frames, features → expressions."""
+    features = np.concatenate([c.features[c.valid] for c in clips])
+    expressions = np.concatenate([c.expressions[c.valid] for c in clips])
+    chosen = np.random.default_rng(seed).choice(len(features), size=slots, replace=len(features) < slots)
+    return features[chosen], expressions[chosen]
+
+
+def _evaluate(model, loader, accelerator, config: A2ETrainingConfig) -> dict:
+    """Validation loss and vertex RMSE (canonical units), gathered over processes."""
+    model.eval()
+    sums = torch.zeros(3, device=accelerator.device)  # loss·frames, squared vertex error, frames
+    unwrapped = accelerator.unwrap_model(model)
+    with torch.no_grad():
+        for batch in loader:
+            output = model(batch["features"], batch["padding"])
+            vertices = unwrapped.vertices(output.expressions, batch["neutral"])
+            target = unwrapped.vertices(batch["expressions"], batch["neutral"])
+            mask = batch["mask"]
+            loss = a2e_loss(output.expressions, batch["expressions"], vertices, target, mask,
+                            unwrapped.memory_regulariser(), config.expression_weight, config.vertex_weight,
+                            config.regulariser_weight)
+            frames = mask.sum()
+            squared = (((vertices - target) ** 2).mean(dim=(-1, -2)) * mask).sum()
+            sums += torch.stack([loss.total * frames, squared, frames.float()])
+    sums = accelerator.reduce(sums, reduction="sum")
+    frames = sums[2].clamp_min(1.0)
+    model.train()
+    return {"loss": float(sums[0] / frames), "rmse": float(torch.sqrt(sums[1] / frames))}
+
+
+def train_a2e(config: A2ETrainingConfig) -> Path:
+    """Run training; returns the folder of the best model (``<out>/best``)."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    accelerator = Accelerator()
+    set_seed(config.seed)
+    out = Path(config.output_dir)
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "training_config.json").write_text(json.dumps(asdict(config), indent=1))
+
+    # 1. data: split, mouth model (fitted on the training clips), features (cached per shard)
+    shard_ids = [p.name for p in find_shards(config.shards)]
+    splits = read_splits(config.splits) if config.splits else hash_split(shard_ids)
+    train_ids = [c for c in splits["train"] if c in set(shard_ids)]
+    val_ids = [c for c in splits.get("val", []) if c in set(shard_ids)]
+    if not train_ids or not val_ids:
+        raise ValueError(f"{config.shards}: need shards for both train ({len(train_ids)}) and val ({len(val_ids)})")
+    frontend = build_frontend(config.frontend)
+    with accelerator.main_process_first():
+        mouth_model_path = out / "mouth_model.safetensors"
+        if accelerator.is_main_process and not mouth_model_path.exists():
+            fit_mouth_model(config.shards, config.exp_dim, clip_ids=train_ids).save(mouth_model_path)
+        mouth_model = MouthModel.load(mouth_model_path)
+        train_clips = load_a2e_clips(config.shards, train_ids, frontend, mouth_model,
+                                     progress=config.progress and accelerator.is_main_process)
+        val_clips = load_a2e_clips(config.shards, val_ids, frontend, mouth_model)
+    train_set = A2EWindows(train_clips, config.window, stride=config.window // 2)
+    val_set = A2EWindows(val_clips, config.window)
+
+    # 2. model
+    model = MemFaceAudioToExpression(
+        feature_dim=frontend.feature_dim, exp_dim=config.exp_dim, d_model=config.d_model, num_heads=config.num_heads,
+        num_encoder_layers=config.num_layers, num_decoder_layers=config.num_layers, ff_dim=2 * config.d_model,
+        dropout=config.dropout, memory=config.memory, memory_slots=config.memory_slots, memory_dim=config.memory_dim,
+        frontend=frontend.config())
+    model.set_mouth_model(mouth_model.basis)
+    if config.memory == "explicit":
+        model.set_explicit_memory(*map(torch.from_numpy, explicit_memory_from_clips(train_clips, config.memory_slots,
+                                                                                   config.seed)))
+    generator = torch.Generator().manual_seed(config.seed)
+    train_loader = torch.utils.data.DataLoader(train_set, batch_size=config.batch_size, shuffle=True,
+                                               generator=generator, drop_last=len(train_set) > config.batch_size)
+    val_loader = torch.utils.data.DataLoader(val_set, batch_size=config.batch_size)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    steps_per_epoch = math.ceil(len(train_loader) / accelerator.num_processes)
+    total_steps = steps_per_epoch * config.epochs
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.learning_rate, total_steps=total_steps,
+                                                    pct_start=0.1)
+    model, optimizer, train_loader, val_loader, scheduler = accelerator.prepare(
+        model, optimizer, train_loader, val_loader, scheduler)
+    unwrapped = accelerator.unwrap_model(model)
+    schedule = AlternatingSchedule(total_steps, config.alternate_fraction)
+
+    # 3. resume
+    state = {"epoch": 0, "step": 0, "best_val_rmse": None, "history": []}
+    if config.resume and (out / "checkpoint").is_dir():
+        accelerator.load_state(str(out / "checkpoint"))
+        state = json.loads((out / STATE_FILE).read_text())
+        logger.info("resumed from epoch %d (step %d)", state["epoch"], state["step"])
+
+    # 4. train
+    frames_seen, train_seconds = 0, 0.0
+    for epoch in range(state["epoch"], config.epochs):
+        model.train()
+        bar = tqdm(train_loader, disable=not (config.progress and accelerator.is_local_main_process),
+                   desc=f"a2e epoch {epoch + 1}/{config.epochs}", unit="batch")
+        started = time.perf_counter()
+        for batch in bar:
+            output = model(batch["features"], batch["padding"])
+            vertices = unwrapped.vertices(output.expressions, batch["neutral"])
+            target = unwrapped.vertices(batch["expressions"], batch["neutral"])
+            loss = a2e_loss(output.expressions, batch["expressions"], vertices, target, batch["mask"],
+                            unwrapped.memory_regulariser(), config.expression_weight, config.vertex_weight,
+                            config.regulariser_weight)
+            accelerator.backward(loss.total)
+            phase = schedule.mask_gradients(state["step"], unwrapped.memory_parameters(), model.parameters())
+            accelerator.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            state["step"] += 1
+            frames_seen += int(batch["mask"].sum()) * accelerator.num_processes
+            bar.set_postfix(loss=f"{loss.total.item():.4f}", phase=phase)
+        train_seconds += time.perf_counter() - started
+        metrics = _evaluate(model, val_loader, accelerator, config)
+        state["epoch"] = epoch + 1
+        state["history"].append({"epoch": epoch + 1, **metrics})
+        improved = state["best_val_rmse"] is None or metrics["rmse"] < state["best_val_rmse"]
+        if improved:
+            state["best_val_rmse"] = metrics["rmse"]
+        state["train_frames_per_s"] = frames_seen / max(train_seconds, 1e-9)
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            if improved:
+                unwrapped.save_pretrained(out / "best")
+            logger.info("epoch %d: val loss %.4f, val RMSE %.4f%s", epoch + 1, metrics["loss"], metrics["rmse"],
+                        " (best)" if improved else "")
+        accelerator.save_state(str(out / "checkpoint"))
+        if accelerator.is_main_process:
+            tmp = out / f".{STATE_FILE}.tmp"
+            tmp.write_text(json.dumps(state, indent=1))
+            os.replace(tmp, out / STATE_FILE)
+    accelerator.wait_for_everyone()
+    return out / "best"

@@ -1,0 +1,235 @@
+"""Audio-to-expression: the model, its memories, strict loading, losses, schedule, metrics, training."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from memface_hub.a2e import MemFaceAudioToExpression
+from memface_hub.errors import MemFaceInputError
+from memface_hub.evaluation.a2e_metrics import best_lag, bilabial_counts, rmse, silence_jitter
+from memface_hub.face.geometry import mouth_opening
+from memface_hub.memory import ImplicitMemory, KeyValueMemoryRead, slot_diversity
+from memface_hub.training.losses import a2e_loss, masked_mean
+from memface_hub.training.schedules import AlternatingSchedule
+
+TINY = dict(feature_dim=12, exp_dim=6, d_model=16, num_heads=2, num_encoder_layers=1, num_decoder_layers=1,
+            ff_dim=32, memory_slots=20, memory_dim=8, frontend={"name": "mel", "n_mels": 3, "resample": False})
+
+
+@pytest.mark.parametrize("memory", ["implicit", "none", "explicit"])
+def test_forward_shapes_and_memory_attention(memory):
+    torch.manual_seed(0)
+    model = MemFaceAudioToExpression(memory=memory, **TINY)
+    output = model(torch.randn(3, 10, 12))
+    assert output.expressions.shape == (3, 10, 6)
+    if memory == "none":
+        assert output.memory_attention is None and model.memory_parameters() == []
+    else:
+        assert output.memory_attention.shape == (3, 10, 20)
+        torch.testing.assert_close(output.memory_attention.sum(-1), torch.ones(3, 10))
+    with pytest.raises(ValueError, match="features have dim 5"):
+        model(torch.randn(1, 4, 5))
+
+
+def test_bad_config_is_rejected():
+    with pytest.raises(ValueError, match="memory must be one of"):
+        MemFaceAudioToExpression(memory="episodic")
+    with pytest.raises(ValueError, match="divisible by num_heads"):
+        MemFaceAudioToExpression(d_model=30, num_heads=4)
+
+
+def test_implicit_memory_changes_the_output_and_reset_hurts():
+    torch.manual_seed(0)
+    model = MemFaceAudioToExpression(memory="implicit", dropout=0.0, **TINY).eval()
+    features = torch.randn(1, 8, 12)
+    before = model(features).expressions
+    model.reset_memory_(seed=1)
+    assert not torch.allclose(before, model(features).expressions)
+    with pytest.raises(ValueError, match="needs memory='implicit'"):
+        MemFaceAudioToExpression(memory="none", **TINY).reset_memory_()
+
+
+def test_explicit_memory_is_filled_from_data():
+    model = MemFaceAudioToExpression(memory="explicit", **TINY)
+    keys, values = torch.randn(20, 12), torch.randn(20, 6)
+    model.set_explicit_memory(keys, values)
+    torch.testing.assert_close(model.explicit_keys, keys)
+    with pytest.raises(ValueError, match="explicit memory must be"):
+        model.set_explicit_memory(torch.randn(5, 12), torch.randn(5, 6))
+
+
+def test_memory_read_excludes_and_top_k():
+    reader = KeyValueMemoryRead(4, 4, 3, 8, 5, top_k=2)
+    query, keys, values = torch.randn(1, 6, 4), torch.randn(7, 4), torch.randn(7, 3)
+    output = reader(query, keys, values)
+    assert ((output.attention > 0).sum(-1) <= 2).all()
+    exclude = torch.zeros(1, 6, 7, dtype=torch.bool)
+    exclude[..., 0] = True
+    assert (reader(query, keys, values, exclude=exclude).attention[..., 0] == 0).all()
+
+
+def test_slot_diversity_is_low_for_orthogonal_and_high_for_equal_slots():
+    assert slot_diversity(torch.eye(6)).item() == pytest.approx(0.0)
+    assert slot_diversity(torch.ones(6, 4)).item() == pytest.approx(1.0)
+    memory = ImplicitMemory(8, num_slots=10, slot_dim=4)
+    assert memory.regulariser().item() > 0
+
+
+def test_vertices_use_the_shipped_mouth_basis(tmp_path):
+    model = MemFaceAudioToExpression(memory="none", **TINY)
+    basis = np.linalg.qr(np.random.default_rng(0).normal(size=(102 * 3, 6)))[0].T
+    model.set_mouth_model(basis)
+    neutral = torch.randn(102, 3)
+    vertices = model.vertices(torch.zeros(2, 5, 6), neutral)
+    assert vertices.shape == (2, 5, 102, 3)
+    torch.testing.assert_close(vertices[1, 3], neutral)
+    model.save_pretrained(tmp_path)
+    loaded = MemFaceAudioToExpression.from_pretrained(tmp_path)
+    torch.testing.assert_close(loaded.mouth_basis, model.mouth_basis)
+    assert loaded.frontend == TINY["frontend"]
+
+
+def test_save_load_round_trip_and_strict_refusals(tmp_path):
+    torch.manual_seed(0)
+    model = MemFaceAudioToExpression(memory="implicit", **TINY).eval()
+    model.save_pretrained(tmp_path / "good")
+    loaded = MemFaceAudioToExpression.from_pretrained(tmp_path / "good")
+    features = torch.randn(1, 9, 12)
+    torch.testing.assert_close(loaded(features).expressions, model(features).expressions)
+    assert json.loads((tmp_path / "good" / "config.json").read_text())["memory"] == "implicit"
+
+    tensors = load_file(tmp_path / "good" / "model.safetensors")
+    for name, change in {"missing": lambda t: t.pop("head.bias"),
+                         "extra": lambda t: t.__setitem__("stowaway", torch.zeros(1)),
+                         "shape": lambda t: t.__setitem__("head.bias", torch.zeros(7))}.items():
+        broken = dict(tensors)
+        change(broken)
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "config.json").write_text((tmp_path / "good" / "config.json").read_text())
+        save_file(broken, folder / "model.safetensors")
+        with pytest.raises(MemFaceInputError) as info:
+            MemFaceAudioToExpression.from_pretrained(folder)
+        assert {"missing": "head.bias", "extra": "stowaway", "shape": "head.bias"}[name] in str(info.value)
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    (pickled / "config.json").write_text((tmp_path / "good" / "config.json").read_text())
+    torch.save(tensors, pickled / "pytorch_model.bin")
+    with pytest.raises(MemFaceInputError, match="only safetensors"):
+        MemFaceAudioToExpression.from_pretrained(pickled)
+
+
+def test_predict_long_input_matches_window_when_short():
+    torch.manual_seed(0)
+    model = MemFaceAudioToExpression(memory="none", dropout=0.0, **TINY).eval()
+    features = torch.randn(50, 12)
+    torch.testing.assert_close(model.predict(features, window=64), model(features[None]).expressions[0])
+    long = model.predict(torch.randn(500, 12), window=64, overlap=16)
+    assert long.shape == (500, 6) and torch.isfinite(long).all()
+
+
+def test_alternating_schedule_updates_one_group_at_a_time():
+    schedule = AlternatingSchedule(total_steps=10, alternate_fraction=0.5)
+    assert [schedule.phase(s) for s in range(6)] == ["memory", "model", "memory", "model", "memory", "joint"]
+    torch.manual_seed(0)
+    model = MemFaceAudioToExpression(memory="implicit", **TINY)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    memory_ids = {id(p) for p in model.memory_parameters()}
+    for step, expect_memory_moves in ((0, True), (1, False)):
+        before = {name: p.detach().clone() for name, p in model.named_parameters()}
+        model(torch.randn(2, 6, 12)).expressions.pow(2).mean().add(model.memory_regulariser()).backward()
+        schedule.mask_gradients(step, model.memory_parameters(), model.parameters())
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        moved = {id(p) for name, p in model.named_parameters() if not torch.equal(before[name], p)}
+        # Only the scheduled group moves (some parameters, e.g. the key bias, never get a gradient).
+        if expect_memory_moves:
+            assert moved and moved <= memory_ids
+        else:
+            assert moved and not (moved & memory_ids)
+
+
+def test_loss_ignores_masked_frames():
+    predicted = torch.zeros(1, 4, 2)
+    target = torch.tensor([[[1.0, 1.0], [1.0, 1.0], [9.0, 9.0], [9.0, 9.0]]])
+    mask = torch.tensor([[True, True, False, False]])
+    assert masked_mean((predicted - target).abs(), mask).item() == pytest.approx(1.0)
+    vertices = torch.zeros(1, 4, 3, 3)
+    loss = a2e_loss(predicted, target, vertices, vertices + 2, mask, torch.tensor(0.5), 1.0, 1.0, 0.1)
+    assert loss.expression.item() == pytest.approx(1.0) and loss.vertex.item() == pytest.approx(12.0)
+    assert loss.total.item() == pytest.approx(1.0 + 12.0 + 0.05)
+
+
+def _mouth(opening: float) -> np.ndarray:
+    vertices = np.zeros((102, 3))
+    vertices[35, 1] = opening  # landmark 14 (lower inner lip) sits at position 35 of the mouth vertices
+    return vertices
+
+
+def test_metrics_follow_the_evaluation_definitions():
+    true = np.stack([_mouth(o) for o in [0, 0.2, 0.2, 0.0, 0.2, 0.0, 0.2, 0.2, 0.0, 0.0]])
+    assert mouth_opening(true)[1] == pytest.approx(0.2)
+    phonemes = [["a", 0.04, 0.08], ["m", 0.12, 0.16], ["aa", 0.16, 0.20], ["p", 0.20, 0.24], ["a", 0.24, 0.32]]
+    # τ = 0.25·median(0.2) = 0.05: a prediction at 0.04 counts as closed, 0.1 does not.
+    predicted = mouth_opening(np.stack([_mouth(o) for o in [0, 0.2, 0.2, 0.04, 0.2, 0.1, 0.2, 0.2, 0, 0]]))
+    assert bilabial_counts(predicted, mouth_opening(true), phonemes) == (1, 2)
+    signal = np.sin(np.linspace(0, 12, 60))
+    assert best_lag(np.roll(signal, 2), signal) == 2 and best_lag(signal, signal) == 0
+    still = np.zeros((10, 102, 3))
+    linear = still + np.arange(10)[:, None, None] * 0.1
+    assert silence_jitter(linear, [], 25)[0] == pytest.approx(0.0, abs=1e-9)
+    shaky = still.copy()
+    shaky[5] += 1.0
+    total, count = silence_jitter(shaky, [["a", 0.0, 0.08]], 25)  # frames 0-1 speak
+    assert count == 7 and total > 0
+    assert rmse(still + 0.5, still) == pytest.approx(0.5)
+
+
+def _train(tiny_shards, tiny_corpus, out, epochs, resume=False):
+    from memface_hub.training.train_a2e import A2ETrainingConfig, train_a2e
+
+    corpus_root, _ = tiny_corpus
+    return train_a2e(A2ETrainingConfig(
+        shards=str(tiny_shards), output_dir=str(out), splits=str(corpus_root / "corpus.json"),
+        frontend={"name": "mel", "n_mels": 20}, memory_slots=32, memory_dim=16, exp_dim=8, d_model=32,
+        num_heads=2, num_layers=1, epochs=epochs, batch_size=4, window=32, resume=resume, progress=False))
+
+
+def test_training_writes_best_model_and_resumes(tiny_shards, tiny_corpus, tmp_path):
+    best = _train(tiny_shards, tiny_corpus, tmp_path / "run", epochs=2)
+    state = json.loads((tmp_path / "run" / "trainer_state.json").read_text())
+    assert state["epoch"] == 2 and len(state["history"]) == 2 and state["train_frames_per_s"] > 0
+    model = MemFaceAudioToExpression.from_pretrained(best)
+    assert model.frontend["name"] == "mel" and model.mouth_basis.abs().sum() > 0
+    _train(tiny_shards, tiny_corpus, tmp_path / "run", epochs=3, resume=True)
+    state = json.loads((tmp_path / "run" / "trainer_state.json").read_text())
+    assert state["epoch"] == 3 and [h["epoch"] for h in state["history"]] == [1, 2, 3]
+
+    from memface_hub.evaluation.a2e_eval import evaluate_a2e
+    from memface_hub.training.a2e_data import read_splits
+
+    corpus_root, _ = tiny_corpus
+    metrics = evaluate_a2e(model, tiny_shards, corpus_root, read_splits(corpus_root / "corpus.json")["test"])
+    assert metrics["utterances"] == 1 and np.isfinite(metrics["rmse"]) and metrics["frames"] > 0
+
+
+@pytest.mark.slow
+def test_training_runs_under_accelerate_with_two_processes(tiny_shards, tiny_corpus, tmp_path):
+    corpus_root, _ = tiny_corpus
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "-m", "memface_hub.cli", "train-a2e", "--shards", str(tiny_shards), "--out", str(tmp_path / "ddp"),
+               "--splits", str(corpus_root / "corpus.json"), "--frontend", "mel", "--epochs", "2",
+               "--memory-slots", "16", "--d-model", "32", "--layers", "1", "--batch-size", "2", "--window", "32"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    state = json.loads((tmp_path / "ddp" / "trainer_state.json").read_text())
+    assert state["epoch"] == 2
+    assert MemFaceAudioToExpression.from_pretrained(tmp_path / "ddp" / "best").memory_kind == "implicit"
