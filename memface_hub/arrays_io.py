@@ -27,6 +27,7 @@ def save_arrays(path: str | os.PathLike, arrays: dict[str, np.ndarray], metadata
     os.close(handle)
     try:
         save_file(contiguous, tmp, metadata=metadata)
+        os.chmod(tmp, 0o644)  # mkstemp makes owner-only files; artifacts are meant to be shared
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -1,0 +1,249 @@
+"""SpeakerMemory: the renderer's explicit per-speaker memory (paper Sec. 3.3, Alg. 1) as an artifact.
+
+Built from one preprocessed clip of a speaker: N entries (default 300) chosen by greedy
+farthest-point selection on the RMS distance between canonical mouth vertices, so the entries
+are as dissimilar as possible. Keys are the entries' canonical mouth vertices, values their
+aligned mouth patches (uint8). The speaker's neutral mouth, the template video and its
+per-frame poses and crop transforms travel with it, for generation.
+
+Folder layout (DESIGN.md §6), all validated on load; only JSON and safetensors are parsed:
+
+    speaker.json          format, version, fps, crop layout, patch box, N, source hash, landmarker
+    memory.safetensors    keys (N, V, 3) float32, values (N, 3, H, W) uint8, neutral (V, 3) float32,
+                          frame_indices (N,) int64
+    tracks.safetensors    poses (T, 13) float32, crop_affines (T, 2, 3) float32
+    template.mp4          the speaker's video at 25 fps (the frames generation paints into)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .arrays_io import load_arrays, save_arrays
+from .data.shards import ClipShard, load_shard
+from .errors import MemFaceInputError
+from .face.crop import CropLayout
+from .face.landmarks import MOUTH_VERTICES
+from .io.video import VideoWriter, iter_frames
+
+logger = logging.getLogger(__name__)
+
+SPEAKER_FORMAT = "memface-speaker-memory"
+SPEAKER_FORMAT_VERSION = 1
+SPEAKER_FILE = "speaker.json"
+MEMORY_FILE = "memory.safetensors"
+TRACKS_FILE = "tracks.safetensors"
+TEMPLATE_FILE = "template.mp4"
+MAX_ENTRIES = 4096
+MAX_TEMPLATE_FRAMES = 25 * 600
+
+
+def farthest_point_selection(vertices: np.ndarray, count: int, valid: np.ndarray | None = None,
+                             start: int | None = None) -> np.ndarray:
+    """Alg. 1: greedy farthest-point selection by RMS distance between mouth shapes.
+
+    vertices ``(T, V, 3)``; returns ``(min(count, #valid),)`` frame indices. Starts from ``start``
+    (default: the valid frame closest to the mean shape); each step adds the frame whose
+    smallest RMS distance to the chosen set is largest. Vectorised: one ``(T,)`` distance
+    update per chosen frame.
+    """
+    flat = np.asarray(vertices, np.float64).reshape(len(vertices), -1)
+    candidates = np.flatnonzero(np.ones(len(flat), bool) if valid is None else np.asarray(valid, bool))
+    if candidates.size == 0:
+        raise ValueError("no valid frames to select memory entries from")
+    points = flat[candidates]
+    dims = points.shape[1]
+    if start is None:
+        first = int(np.argmin(((points - points.mean(0)) ** 2).sum(1)))
+    else:
+        matches = np.flatnonzero(candidates == start)
+        if matches.size == 0:
+            raise ValueError(f"start frame {start} is not a valid frame")
+        first = int(matches[0])
+    count = min(int(count), len(points))
+    chosen = [first]
+    nearest = np.sqrt(((points - points[first]) ** 2).sum(1) / dims)   # RMS distance to the chosen set
+    for _ in range(count - 1):
+        pick = int(np.argmax(nearest))
+        chosen.append(pick)
+        nearest = np.minimum(nearest, np.sqrt(((points - points[pick]) ** 2).sum(1) / dims))
+    return candidates[np.array(chosen)]
+
+
+@dataclass
+class SpeakerMemory:
+    """A speaker's explicit memory and template. ``N`` entries, ``T`` template frames."""
+
+    keys: np.ndarray             # (N, V, 3) float32 canonical mouth vertices
+    values: np.ndarray           # (N, 3, H, W) uint8 mouth patches (RGB)
+    neutral: np.ndarray          # (V, 3) float32 the speaker's neutral mouth
+    frame_indices: np.ndarray    # (N,) int64 template frame of each entry (leakage rule)
+    poses: np.ndarray            # (T, 13) float32 canonical → frame similarity per template frame
+    crop_affines: np.ndarray     # (T, 2, 3) float32 frame → crop per template frame
+    meta: dict = field(default_factory=dict)
+    template_path: Path | None = None
+
+    @property
+    def num_entries(self) -> int:
+        return int(self.keys.shape[0])
+
+    @property
+    def layout(self) -> CropLayout:
+        return CropLayout(**self.meta["crop_layout"])
+
+    # -- building -----------------------------------------------------------------------------
+    @classmethod
+    def build(cls, shard: ClipShard | str | os.PathLike, num_entries: int = 300, name: str | None = None,
+              source_video: str | os.PathLike | None = None) -> "SpeakerMemory":
+        """Build from a preprocessed clip (a shard folder or a loaded :class:`ClipShard`).
+
+        The template video is the shard's source video (``source_video`` overrides the path
+        recorded in the shard).
+        """
+        shard = shard if isinstance(shard, ClipShard) else load_shard(shard)
+        if not 1 <= num_entries <= MAX_ENTRIES:
+            raise ValueError(f"num_entries must be in [1, {MAX_ENTRIES}], got {num_entries}")
+        indices = np.sort(farthest_point_selection(shard.mouth_vertices, num_entries, shard.valid))
+        layout = CropLayout(**shard.meta["crop_layout"])
+        top, bottom, left, right = layout.mouth_box()
+        wanted = set(indices.tolist())
+        patches = {}
+        for index, crop in enumerate(iter_frames(shard.crops_path)):
+            if index in wanted:
+                patches[index] = np.ascontiguousarray(crop[top:bottom, left:right].transpose(2, 0, 1))
+            if len(patches) == len(wanted):
+                break
+        indices = np.array([i for i in indices if i in patches], np.int64)
+        source = Path(source_video or shard.meta["source"])
+        meta = {
+            "format": SPEAKER_FORMAT, "format_version": SPEAKER_FORMAT_VERSION,
+            "name": name or shard.meta["clip_id"], "fps": shard.meta["fps"],
+            "crop_layout": shard.meta["crop_layout"], "patch_box": [top, bottom, left, right],
+            "num_entries": int(len(indices)), "num_template_frames": shard.num_frames,
+            "source_sha256": shard.meta["source_sha256"], "landmarker": shard.meta["landmarker"],
+            "num_mouth_vertices": len(MOUTH_VERTICES),
+        }
+        memory = cls(shard.mouth_vertices[indices].astype(np.float32), np.stack([patches[i] for i in indices]),
+                     shard.neutral_mouth.astype(np.float32), indices, shard.poses.as_array(),
+                     shard.crop_affines.astype(np.float32), meta, template_path=source)
+        logger.info("speaker memory %r: %d entries from %d frames", meta["name"], len(indices), shard.num_frames)
+        return memory
+
+    # -- files --------------------------------------------------------------------------------
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write the folder layout atomically (a temporary folder renamed into place)."""
+        directory = Path(directory)
+        if directory.exists() and any(directory.iterdir()) and not (directory / SPEAKER_FILE).exists():
+            raise MemFaceInputError(directory, "exists and is not a speaker memory; refusing to overwrite")
+        if self.template_path is None or not Path(self.template_path).is_file():
+            raise MemFaceInputError(self.template_path or "template", "template video not found")
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+        try:
+            save_arrays(staging / MEMORY_FILE, {"keys": self.keys, "values": self.values, "neutral": self.neutral,
+                                                "frame_indices": self.frame_indices})
+            save_arrays(staging / TRACKS_FILE, {"poses": self.poses, "crop_affines": self.crop_affines})
+            template = Path(self.template_path)
+            if template.suffix.lower() == ".mp4" and template.name == TEMPLATE_FILE:
+                shutil.copyfile(template, staging / TEMPLATE_FILE)
+            else:
+                with VideoWriter(staging / TEMPLATE_FILE, fps=self.meta["fps"]) as writer:
+                    for index, frame in enumerate(iter_frames(template, fps=self.meta["fps"])):
+                        if index >= len(self.poses):
+                            break
+                        writer.write(_even(frame))
+            (staging / SPEAKER_FILE).write_text(json.dumps(self.meta, indent=1))
+            staging.chmod(0o755)
+            if directory.exists():
+                shutil.rmtree(directory)
+            os.replace(staging, directory)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
+        self.template_path = directory / TEMPLATE_FILE
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike) -> "SpeakerMemory":
+        """Load and validate a speaker-memory folder; anything malformed is a :class:`MemFaceInputError`."""
+        directory = Path(directory)
+        if not (directory / SPEAKER_FILE).is_file():
+            raise MemFaceInputError(directory, f"not a speaker memory (no {SPEAKER_FILE})")
+        try:
+            meta = json.loads((directory / SPEAKER_FILE).read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise MemFaceInputError(directory / SPEAKER_FILE, f"not valid JSON ({err})") from None
+        if not isinstance(meta, dict) or meta.get("format") != SPEAKER_FORMAT:
+            raise MemFaceInputError(directory, "not a memface speaker memory (wrong format field)")
+        if meta.get("format_version") != SPEAKER_FORMAT_VERSION:
+            raise MemFaceInputError(directory, f"speaker memory format version {meta.get('format_version')!r} is "
+                                    f"not supported (this memface_hub reads version {SPEAKER_FORMAT_VERSION})")
+        memory = load_arrays(directory / MEMORY_FILE)
+        tracks = load_arrays(directory / TRACKS_FILE)
+        try:
+            layout = CropLayout(**meta["crop_layout"])
+            top, bottom, left, right = (int(v) for v in meta["patch_box"])
+            count = int(meta["num_entries"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise MemFaceInputError(directory / SPEAKER_FILE, f"malformed field ({err})") from None
+        if not (0 <= top < bottom <= layout.size and 0 <= left < right <= layout.size) or not 1 <= count <= MAX_ENTRIES:
+            raise MemFaceInputError(directory / SPEAKER_FILE, "patch box or entry count out of range")
+        vertices = len(MOUTH_VERTICES)
+        expected = {"keys": ((count, vertices, 3), np.float32), "values": ((count, 3, bottom - top, right - left), np.uint8),
+                    "neutral": ((vertices, 3), np.float32), "frame_indices": ((count,), np.int64)}
+        _check_arrays(memory, expected, directory / MEMORY_FILE)
+        frames = tracks.get("poses", np.zeros((0,))).shape[0]
+        if not 1 <= frames <= MAX_TEMPLATE_FRAMES:
+            raise MemFaceInputError(directory / TRACKS_FILE, f"template has {frames} frames (1..{MAX_TEMPLATE_FRAMES} allowed)")
+        _check_arrays(tracks, {"poses": ((frames, 13), np.float32), "crop_affines": ((frames, 2, 3), np.float32)},
+                      directory / TRACKS_FILE)
+        if (memory["frame_indices"] < 0).any() or (memory["frame_indices"] >= frames).any():
+            raise MemFaceInputError(directory / MEMORY_FILE, "frame_indices point outside the template")
+        template = directory / TEMPLATE_FILE
+        if not template.is_file():
+            raise MemFaceInputError(directory, f"no {TEMPLATE_FILE}")
+        return cls(memory["keys"], memory["values"], memory["neutral"], memory["frame_indices"], tracks["poses"],
+                   tracks["crop_affines"], meta, template_path=template)
+
+    def contact_sheet(self, path: str | os.PathLike, columns: int = 20, scale: float = 0.5) -> Path:
+        """A PNG grid of the memory's mouth patches, in selection order of their source frames."""
+        patches = self.values.transpose(0, 2, 3, 1)                          # (N, H, W, 3)
+        height, width = patches.shape[1:3]
+        rows = int(np.ceil(len(patches) / columns))
+        sheet = np.full((rows * height, columns * width, 3), 255, np.uint8)
+        for index, patch in enumerate(patches):
+            row, column = divmod(index, columns)
+            sheet[row * height:(row + 1) * height, column * width:(column + 1) * width] = patch
+        if scale != 1.0:
+            sheet = cv2.resize(sheet, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        path = Path(path)
+        cv2.imwrite(str(path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+        return path
+
+
+def _even(frame: np.ndarray) -> np.ndarray:
+    """Crop a frame to even height and width (H.264 needs them)."""
+    height, width = frame.shape[:2]
+    return frame[: height - height % 2, : width - width % 2]
+
+
+def _check_arrays(arrays: dict, expected: dict, source: Path) -> None:
+    missing, extra = set(expected) - set(arrays), set(arrays) - set(expected)
+    if missing or extra:
+        raise MemFaceInputError(source, f"arrays mismatch: missing {sorted(missing)}, unexpected {sorted(extra)}")
+    for name, (shape, dtype) in expected.items():
+        array = arrays[name]
+        if array.shape != shape or array.dtype != dtype:
+            raise MemFaceInputError(source, f"array {name!r} is {array.shape} {array.dtype}, "
+                                    f"expected {shape} {np.dtype(dtype)}")
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise MemFaceInputError(source, f"array {name!r} contains non-finite values")
