@@ -34,14 +34,16 @@ class KeyValueMemoryRead(nn.Module):
     ``(M, value_dim)`` or ``(B, M, value_dim)`` → :class:`MemoryReadOutput`.
     """
 
-    def __init__(self, query_dim: int, key_dim: int, value_dim: int, attention_dim: int, output_dim: int,
-                 top_k: int | None = None):
+    def __init__(self, query_dim: int, key_dim: int, value_dim: int | None, attention_dim: int,
+                 output_dim: int | None, top_k: int | None = None):
         super().__init__()
         if top_k is not None and top_k < 1:
             raise ValueError(f"top_k must be ≥ 1 or None, got {top_k}")
         self.query_proj = nn.Linear(query_dim, attention_dim)   # W_q
         self.key_proj = nn.Linear(key_dim, attention_dim)       # W_k
-        self.value_proj = nn.Linear(value_dim, output_dim)      # W_v
+        # W_v; ``value_dim=None`` when the caller projects the values itself (the renderer's
+        # patch encoder is its W_v), then values of any shape (M, ...) are read as they are.
+        self.value_proj = nn.Linear(value_dim, output_dim) if value_dim is not None else nn.Identity()
         self.scale = 1.0 / math.sqrt(attention_dim)
         self.top_k = top_k
 
@@ -50,6 +52,8 @@ class KeyValueMemoryRead(nn.Module):
         """``exclude`` ``(B, Q, M)`` bool masks slots a query must not read (e.g. its own frame)."""
         projected_keys = self.key_proj(keys)                                      # (M, A) or (B, M, A)
         projected_values = self.value_proj(values)                                # (M, O) or (B, M, O)
+        item_shape = projected_values.shape[keys.dim() - 1:]                      # one value's shape, e.g. (O,) or (C, h, w)
+        projected_values = projected_values.flatten(keys.dim() - 1)               # (M, O') or (B, M, O')
         scores = self.query_proj(query) @ projected_keys.transpose(-1, -2) * self.scale  # (B, Q, M)
         if exclude is not None:
             scores = scores.masked_fill(exclude, float("-inf"))
@@ -57,7 +61,8 @@ class KeyValueMemoryRead(nn.Module):
             threshold = scores.topk(self.top_k, dim=-1).values[..., -1:]
             scores = scores.masked_fill(scores < threshold, float("-inf"))
         attention = scores.softmax(dim=-1)                                        # (B, Q, M)
-        return MemoryReadOutput(attention @ projected_values, attention)
+        read = (attention @ projected_values).unflatten(-1, item_shape)           # (B, Q, *item_shape)
+        return MemoryReadOutput(read, attention)
 
 
 def slot_diversity(slots: torch.Tensor) -> torch.Tensor:
@@ -71,13 +76,14 @@ def slot_diversity(slots: torch.Tensor) -> torch.Tensor:
 class ImplicitMemory(nn.Module):
     """Learned key–value slots read by the encoder output (Sec. 3.2, eq. 3: ``z = h + read(h)``)."""
 
-    def __init__(self, query_dim: int, num_slots: int = 1000, slot_dim: int = 64, top_k: int | None = None):
+    def __init__(self, query_dim: int, num_slots: int = 1000, slot_dim: int = 64, top_k: int | None = None,
+                 output_dim: int | None = None):
         super().__init__()
         if num_slots < 2 or slot_dim < 1:
             raise ValueError(f"need num_slots ≥ 2 and slot_dim ≥ 1, got {num_slots}, {slot_dim}")
         self.keys = nn.Parameter(torch.randn(num_slots, slot_dim) / math.sqrt(slot_dim))    # K
         self.values = nn.Parameter(torch.randn(num_slots, slot_dim) / math.sqrt(slot_dim))  # V
-        self.reader = KeyValueMemoryRead(query_dim, slot_dim, slot_dim, slot_dim, query_dim, top_k)
+        self.reader = KeyValueMemoryRead(query_dim, slot_dim, slot_dim, slot_dim, output_dim or query_dim, top_k)
 
     def forward(self, query: torch.Tensor) -> MemoryReadOutput:
         return self.reader(query, self.keys, self.values)

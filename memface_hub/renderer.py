@@ -1,0 +1,188 @@
+"""MemFace neural renderer with the explicit per-speaker memory (paper Sec. 3.3, eq. 5).
+
+A U-Net on the S×S aligned crop. Input ``x``: the template crop with the mouth box masked out,
+the drawn projected mouth (the "3D face image"), and the mask. The explicit memory is read with
+the predicted mouth vertices as the query (keys: the speaker's mouth vertices; values: their
+mouth patches, encoded by a small CNN that plays ``W_v``); the attention-weighted patch features
+are placed at the mouth box of the bottleneck and concatenated with the encoder features:
+``ŷ = Dec(Enc(x) ⊕ read(verts(ê)))``. The output is composited so only the mouth box changes.
+
+Ablations (EVALUATION.md): ``memory="explicit"`` (MemFace), ``"none"``, ``"implicit"`` (learned
+slots of the same count, read by the same query).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .face.crop import CropLayout, feathered_mask
+from .face.landmarks import MOUTH_VERTICES
+from .hub import StrictHubMixin
+from .memory import ImplicitMemory, KeyValueMemoryRead
+
+RENDERER_MEMORY_KINDS = ("explicit", "none", "implicit")
+
+
+@dataclass
+class RendererOutput:
+    """image: ``(B, 3, S, S)`` composited output in [0, 1]; raw: the network's full-crop
+    prediction; memory_attention: ``(B, M)`` or ``None``."""
+
+    image: torch.Tensor
+    raw: torch.Tensor
+    memory_attention: torch.Tensor | None
+
+
+def conv_block(in_channels: int, out_channels: int, stride: int = 1) -> nn.Sequential:
+    """3×3 conv (optionally strided) → GroupNorm → SiLU, twice."""
+    groups = math.gcd(8, out_channels)
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 3, stride, 1), nn.GroupNorm(groups, out_channels), nn.SiLU(),
+        nn.Conv2d(out_channels, out_channels, 3, 1, 1), nn.GroupNorm(groups, out_channels), nn.SiLU())
+
+
+class PatchEncoder(nn.Module):
+    """``W_v`` of the explicit memory: mouth patches ``(N, 3, h, w)`` in [0, 1] → ``(N, C, hb, wb)``
+    feature maps at the bottleneck's resolution of the mouth box."""
+
+    def __init__(self, out_channels: int, depth: int, box_size: tuple[int, int]):
+        super().__init__()
+        layers, channels = [], 3
+        for level in range(depth):
+            width = min(out_channels, 16 * 2 ** level)
+            layers.append(conv_block(channels, width, stride=2))
+            channels = width
+        layers.append(nn.Conv2d(channels, out_channels, 1))
+        self.net = nn.Sequential(*layers)
+        self.box_size = box_size
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(self.net(patches), size=self.box_size, mode="bilinear", align_corners=False)
+
+
+class MemFaceRenderer(nn.Module, StrictHubMixin, library_name="memface_hub",
+                      tags=["memface", "talking-face", "neural-renderer"],
+                      repo_url="https://github.com/memface-hub/memface_hub", license="apache-2.0"):
+    """Template crop + projected mouth (+ the speaker's explicit memory) → rendered crop."""
+
+    def __init__(self, crop_size: int = 256, base_channels: int = 32, depth: int = 4, memory: str = "explicit",
+                 memory_dim: int = 64, value_channels: int = 64, implicit_slots: int = 300,
+                 memory_top_k: int | None = None, feather: int = 6,
+                 num_mouth_vertices: int = len(MOUTH_VERTICES), crop_layout: dict | None = None):
+        super().__init__()
+        if memory not in RENDERER_MEMORY_KINDS:
+            raise ValueError(f"memory must be one of {RENDERER_MEMORY_KINDS}, got {memory!r}")
+        layout = CropLayout(**{**(crop_layout or {}), "size": crop_size})
+        if crop_size % (2 ** depth):
+            raise ValueError(f"crop_size {crop_size} must be divisible by 2**depth = {2 ** depth}")
+        self.crop_size, self.depth, self.memory_kind = crop_size, depth, memory
+        self.crop_layout = {k: v for k, v in layout.__dict__.items()}
+        top, bottom, left, right = layout.mouth_box()
+        self.patch_box = (top, bottom, left, right)
+        scale = 2 ** depth
+        self.bottleneck_box = (top // scale, -(-bottom // scale), left // scale, -(-right // scale))
+        box_size = (self.bottleneck_box[1] - self.bottleneck_box[0], self.bottleneck_box[3] - self.bottleneck_box[2])
+        # Compositing weights (feathered), and the hard mask that hides every pixel with any weight
+        # from the network's input, so it cannot copy the template's mouth.
+        self.register_buffer("mouth_mask", torch.from_numpy(
+            feathered_mask(crop_size, self.patch_box, feather))[None, None], persistent=False)
+        self.register_buffer("input_mask", (self.mouth_mask > 1e-4).float(), persistent=False)
+
+        # encoder (7 input channels: masked template, sketch, mask)
+        widths = [base_channels * 2 ** min(level, 3) for level in range(depth + 1)]
+        self.stem = conv_block(7, widths[0])
+        self.down = nn.ModuleList(conv_block(widths[i], widths[i + 1], stride=2) for i in range(depth))
+        # memory (eq. 5)
+        query_dim = num_mouth_vertices * 3
+        self.value_channels = value_channels
+        self.box_size = box_size
+        if memory == "explicit":
+            self.patch_encoder = PatchEncoder(value_channels, depth, box_size)
+            self.reader = KeyValueMemoryRead(query_dim, query_dim, None, memory_dim, None, memory_top_k)
+        elif memory == "implicit":
+            self.implicit_memory = ImplicitMemory(query_dim, implicit_slots, memory_dim, memory_top_k,
+                                                  output_dim=value_channels * box_size[0] * box_size[1])
+        fused = widths[-1] + (value_channels if memory != "none" else 0)
+        self.fuse = conv_block(fused, widths[-1])
+        # decoder with skip connections
+        self.up = nn.ModuleList(conv_block(widths[i + 1] + widths[i], widths[i]) for i in reversed(range(depth)))
+        self.out = nn.Conv2d(widths[0], 3, 1)
+
+    # -- inputs ----------------------------------------------------------------------------------
+    def masked_input(self, template: torch.Tensor, sketch: torch.Tensor) -> torch.Tensor:
+        """``(B, 7, S, S)``: template with the mouth box removed, the sketch, the mask."""
+        mask = self.input_mask.expand(template.shape[0], 1, -1, -1)
+        return torch.cat([template * (1 - mask), sketch, mask], dim=1)
+
+    def encode_memory(self, patches: torch.Tensor) -> torch.Tensor:
+        """Speaker patches ``(N, 3, h, w)`` in [0, 1] → memory values ``(N, C, hb, wb)`` (cache per speaker)."""
+        if self.memory_kind != "explicit":
+            raise ValueError("encode_memory needs memory='explicit'")
+        return self.patch_encoder(patches)
+
+    # -- the model -------------------------------------------------------------------------------
+    def forward(self, template: torch.Tensor, sketch: torch.Tensor, vertices: torch.Tensor,
+                memory_keys: torch.Tensor | None = None, memory_values: torch.Tensor | None = None,
+                exclude: torch.Tensor | None = None) -> RendererOutput:
+        """template, sketch ``(B, 3, S, S)`` in [0, 1]; vertices ``(B, V, 3)`` predicted mouth
+        vertices (the query); memory_keys ``(N, V, 3)`` and memory_values ``(N, C, hb, wb)``
+        (from :meth:`encode_memory`) for the explicit memory; exclude ``(B, N)`` entries a frame
+        must not read (its own frame ±2 during training: the leakage rule)."""
+        # 1. encode the masked template and the projected mouth
+        features = [self.stem(self.masked_input(template, sketch))]
+        for block in self.down:
+            features.append(block(features[-1]))
+        bottleneck = features.pop()                                               # (B, C_b, S/2^d, S/2^d)
+        # 2. read the memory with the predicted vertices and place it at the mouth box
+        attention = None
+        query = vertices.flatten(1)[:, None]                                      # (B, 1, V*3)
+        if self.memory_kind == "explicit":
+            if memory_keys is None or memory_values is None:
+                raise ValueError("the explicit-memory renderer needs memory_keys and memory_values")
+            read = self.reader(query, memory_keys.flatten(1), memory_values,
+                               None if exclude is None else exclude[:, None])
+            patch_features, attention = read.read[:, 0], read.attention[:, 0]    # (B, C, hb, wb), (B, N)
+        elif self.memory_kind == "implicit":
+            read = self.implicit_memory(query)
+            patch_features = read.read[:, 0].unflatten(-1, (self.value_channels, *self.box_size))
+            attention = read.attention[:, 0]
+        if self.memory_kind != "none":
+            canvas = bottleneck.new_zeros(bottleneck.shape[0], self.value_channels, *bottleneck.shape[2:])
+            top, bottom, left, right = self.bottleneck_box
+            canvas[:, :, top:bottom, left:right] = patch_features
+            bottleneck = torch.cat([bottleneck, canvas], dim=1)                   # Enc(x) ⊕ read(verts)
+        hidden = self.fuse(bottleneck)
+        # 3. decode with skip connections
+        for block in self.up:
+            skip = features.pop()
+            hidden = F.interpolate(hidden, size=skip.shape[2:], mode="bilinear", align_corners=False)
+            hidden = block(torch.cat([hidden, skip], dim=1))
+        raw = torch.sigmoid(self.out(hidden))
+        # 4. composite: only the mouth box changes
+        mask = self.mouth_mask
+        return RendererOutput(template * (1 - mask) + raw * mask, raw, attention)
+
+    def memory_regulariser(self) -> torch.Tensor:
+        if self.memory_kind == "implicit":
+            return self.implicit_memory.regulariser()
+        return self.out.weight.new_zeros(())
+
+
+class PatchDiscriminator(nn.Module):
+    """PatchGAN discriminator on mouth boxes ``(B, 3, h, w)`` → ``(B, 1, h/8, w/8)`` logits (the GAN term of eq. 6)."""
+
+    def __init__(self, channels: int = 32):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(3, channels, 4, 2, 1), nn.LeakyReLU(0.2),
+            nn.Conv2d(channels, channels * 2, 4, 2, 1), nn.GroupNorm(8, channels * 2), nn.LeakyReLU(0.2),
+            nn.Conv2d(channels * 2, channels * 4, 4, 2, 1), nn.GroupNorm(8, channels * 4), nn.LeakyReLU(0.2),
+            nn.Conv2d(channels * 4, 1, 3, 1, 1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(images * 2 - 1)

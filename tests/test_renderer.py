@@ -1,0 +1,98 @@
+"""MemFaceRenderer: shapes, compositing, the explicit-memory read and its leakage mask, strict loading."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from memface_hub.errors import MemFaceInputError
+from memface_hub.renderer import MemFaceRenderer, PatchDiscriminator
+
+SMALL = dict(crop_size=64, base_channels=8, depth=2, memory_dim=16, value_channels=8, implicit_slots=12)
+
+
+def _inputs(renderer, batch=2, entries=10, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    size = renderer.crop_size
+    top, bottom, left, right = renderer.patch_box
+    template, sketch = torch.rand(batch, 3, size, size, generator=generator), torch.rand(batch, 3, size, size,
+                                                                                         generator=generator)
+    vertices = torch.randn(batch, 102, 3, generator=generator)
+    keys = torch.randn(entries, 102, 3, generator=generator)
+    patches = torch.rand(entries, 3, bottom - top, right - left, generator=generator)
+    return template, sketch, vertices, keys, patches
+
+
+@pytest.mark.parametrize("memory", ["explicit", "none", "implicit"])
+def test_output_changes_only_the_mouth_box(memory):
+    torch.manual_seed(0)
+    renderer = MemFaceRenderer(memory=memory, **SMALL)
+    template, sketch, vertices, keys, patches = _inputs(renderer)
+    kwargs = {}
+    if memory == "explicit":
+        kwargs = dict(memory_keys=keys, memory_values=renderer.encode_memory(patches))
+    output = renderer(template, sketch, vertices, **kwargs)
+    assert output.image.shape == template.shape and output.raw.shape == template.shape
+    outside = (renderer.mouth_mask == 0).expand_as(template)
+    assert torch.equal(output.image[outside], template[outside])
+    top, bottom, left, right = renderer.patch_box
+    centre = (slice(None), slice(None), slice((top + bottom) // 2 - 1, (top + bottom) // 2 + 1),
+              slice((left + right) // 2 - 1, (left + right) // 2 + 1))
+    assert not torch.allclose(output.image[centre], template[centre])
+    if memory == "none":
+        assert output.memory_attention is None
+    else:
+        torch.testing.assert_close(output.memory_attention.sum(-1), torch.ones(2))
+
+
+def test_the_template_mouth_is_hidden_from_the_network():
+    torch.manual_seed(0)
+    renderer = MemFaceRenderer(memory="none", **SMALL).eval()
+    template, sketch, vertices, _, _ = _inputs(renderer)
+    changed = template.clone()
+    top, bottom, left, right = renderer.patch_box
+    changed[:, :, top:bottom, left:right] = torch.rand_like(changed[:, :, top:bottom, left:right])
+    torch.testing.assert_close(renderer(template, sketch, vertices).raw, renderer(changed, sketch, vertices).raw)
+
+
+def test_explicit_memory_read_follows_the_query_and_respects_exclusion():
+    torch.manual_seed(0)
+    renderer = MemFaceRenderer(memory="explicit", **SMALL).eval()
+    template, sketch, _, keys, patches = _inputs(renderer, batch=1)
+    values = renderer.encode_memory(patches)
+    # Sharpen the attention so the nearest key wins: query = key 3.
+    with torch.no_grad():
+        renderer.reader.query_proj.weight.copy_(torch.eye(16, 306) * 50)
+        renderer.reader.key_proj.weight.copy_(torch.eye(16, 306) * 50)
+    output = renderer(template, sketch, keys[3:4], memory_keys=keys, memory_values=values)
+    assert output.memory_attention.argmax(-1).item() == 3
+    exclude = torch.zeros(1, 10, dtype=torch.bool)
+    exclude[0, 2:5] = True  # the leakage rule: a frame never reads its own entry or ±2 neighbours
+    excluded = renderer(template, sketch, keys[3:4], memory_keys=keys, memory_values=values, exclude=exclude)
+    assert excluded.memory_attention[0, 2:5].sum().item() == 0
+    other = renderer(template, sketch, keys[3:4], memory_keys=keys, memory_values=renderer.encode_memory(
+        torch.rand_like(patches)))
+    assert not torch.allclose(other.raw, output.raw)  # the retrieved patches matter
+    with pytest.raises(ValueError, match="needs memory_keys"):
+        renderer(template, sketch, keys[3:4])
+
+
+def test_strict_round_trip(tmp_path):
+    renderer = MemFaceRenderer(memory="explicit", **SMALL).eval()
+    renderer.save_pretrained(tmp_path / "r")
+    loaded = MemFaceRenderer.from_pretrained(tmp_path / "r")
+    template, sketch, vertices, keys, patches = _inputs(renderer)
+    torch.testing.assert_close(
+        loaded(template, sketch, vertices, keys, loaded.encode_memory(patches)).image,
+        renderer(template, sketch, vertices, keys, renderer.encode_memory(patches)).image)
+    with pytest.raises(MemFaceInputError, match="missing keys"):
+        MemFaceRenderer.from_pretrained(tmp_path / "r", memory="none", **{k: v for k, v in SMALL.items()})
+
+
+def test_bad_config_and_discriminator_shape():
+    with pytest.raises(ValueError, match="memory must be one of"):
+        MemFaceRenderer(memory="episodic")
+    with pytest.raises(ValueError, match="divisible"):
+        MemFaceRenderer(crop_size=100, depth=4)
+    logits = PatchDiscriminator(16)(torch.rand(2, 3, 48, 64))
+    assert logits.shape == (2, 1, 6, 8)
