@@ -75,8 +75,9 @@ def test_import_is_light():
         ((tone(0.5) * 32767).astype(np.int16), "dtype int16"),
         ([0.1, 0.2], "numpy array"),
         (tone(0.01), "shorter than one 25 ms"),
+        (np.clip(tone(0.5) * 20, -1, 1).astype(np.float32), "clipped"),
     ],
-    ids=["empty", "nan", "2d", "zeros", "quiet", "int16", "list", "too-short"],
+    ids=["empty", "nan", "2d", "zeros", "quiet", "int16", "list", "too-short", "clipped"],
 )
 def test_bad_waveforms_raise_one_line_errors(waveform, words):
     for check in (lambda: validate_waveform(waveform, SR), lambda: MelFrontEnd()(waveform, SR)):

@@ -36,13 +36,17 @@ SILENCE_PEAK = 1e-4  # a waveform whose peak |amplitude| is below this is treate
 MIN_SAMPLES = 400  # one 25 ms analysis window at 16 kHz
 
 
+CLIP_LEVEL = 0.999           # |sample| at or above this is at full scale
+MAX_CLIPPED_FRACTION = 0.01  # more clipped samples than this is distorted speech
+
+
 def validate_waveform(waveform: np.ndarray, sampling_rate: int, expected: int = SAMPLING_RATE,
                       resample: bool = False, source: str = "audio") -> np.ndarray:
     """Check a mono waveform and return it as float32 ``(samples,)`` at ``expected`` Hz.
 
     Raises :class:`MemFaceInputError` (one line, ``"<source>: <problem>"``) for a waveform that is not
-    a 1-D float array, is empty, shorter than one 25 ms window, holds NaN/inf, or is silent (peak
-    below ``SILENCE_PEAK``), and for a sampling rate other than ``expected`` unless ``resample`` is
+    a 1-D float array, is empty, shorter than one 25 ms window, holds NaN/inf, is silent (peak
+    below ``SILENCE_PEAK``) or clipped (over 1 % of samples at full scale), and for a sampling rate other than ``expected`` unless ``resample`` is
     true, in which case the audio is resampled with librosa (logged at INFO).
     """
     # 1. type, shape, values
@@ -64,6 +68,10 @@ def validate_waveform(waveform: np.ndarray, sampling_rate: int, expected: int = 
     peak = float(np.abs(waveform).max())
     if peak < SILENCE_PEAK:
         raise MemFaceInputError(source, f"waveform is silent (peak amplitude {peak:.2g} < {SILENCE_PEAK:g})")
+    clipped = float((np.abs(waveform) >= CLIP_LEVEL).mean())
+    if clipped > MAX_CLIPPED_FRACTION:
+        raise MemFaceInputError(source, f"waveform is clipped ({clipped:.1%} of samples at full scale, "
+                                f"more than {MAX_CLIPPED_FRACTION:.0%}); record or export it at a lower level")
 
     # 2. sampling rate
     if isinstance(sampling_rate, (float, np.floating)) and float(sampling_rate).is_integer():
