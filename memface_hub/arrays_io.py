@@ -47,3 +47,19 @@ def load_arrays(path: str | os.PathLike, max_bytes: int = MAX_ARRAY_FILE_BYTES) 
         return load_file(str(path))
     except (SafetensorError, ValueError, OSError) as err:
         raise MemFaceInputError(path, f"not a valid safetensors file ({err})") from None
+
+
+def check_arrays(arrays: dict[str, np.ndarray], expected: dict[str, tuple[tuple[int, ...], str]],
+                 source: str | os.PathLike) -> None:
+    """Exactly the ``expected`` names, each with its ``(shape, dtype)``, and finite floats; else a
+    :class:`MemFaceInputError` naming the array."""
+    missing, extra = set(expected) - set(arrays), set(arrays) - set(expected)
+    if missing or extra:
+        raise MemFaceInputError(source, f"arrays mismatch: missing {sorted(missing)}, unexpected {sorted(extra)}")
+    for name, (shape, dtype) in expected.items():
+        array = arrays[name]
+        if array.shape != tuple(shape) or array.dtype != np.dtype(dtype):
+            raise MemFaceInputError(source, f"array {name!r} is {array.shape} {array.dtype}, "
+                                    f"expected {tuple(shape)} {np.dtype(dtype)}")
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise MemFaceInputError(source, f"array {name!r} contains non-finite values")

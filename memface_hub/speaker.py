@@ -28,7 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .arrays_io import load_arrays, save_arrays
+from .arrays_io import check_arrays, load_arrays, save_arrays
 from .data.shards import ClipShard, load_shard
 from .errors import MemFaceInputError
 from .face.crop import CropLayout
@@ -200,11 +200,11 @@ class SpeakerMemory:
         vertices = len(MOUTH_VERTICES)
         expected = {"keys": ((count, vertices, 3), np.float32), "values": ((count, 3, bottom - top, right - left), np.uint8),
                     "neutral": ((vertices, 3), np.float32), "frame_indices": ((count,), np.int64)}
-        _check_arrays(memory, expected, directory / MEMORY_FILE)
+        check_arrays(memory, expected, directory / MEMORY_FILE)
         frames = tracks.get("poses", np.zeros((0,))).shape[0]
         if not 1 <= frames <= MAX_TEMPLATE_FRAMES:
             raise MemFaceInputError(directory / TRACKS_FILE, f"template has {frames} frames (1..{MAX_TEMPLATE_FRAMES} allowed)")
-        _check_arrays(tracks, {"poses": ((frames, 13), np.float32), "crop_affines": ((frames, 2, 3), np.float32)},
+        check_arrays(tracks, {"poses": ((frames, 13), np.float32), "crop_affines": ((frames, 2, 3), np.float32)},
                       directory / TRACKS_FILE)
         if (memory["frame_indices"] < 0).any() or (memory["frame_indices"] >= frames).any():
             raise MemFaceInputError(directory / MEMORY_FILE, "frame_indices point outside the template")
@@ -234,16 +234,3 @@ def _even(frame: np.ndarray) -> np.ndarray:
     """Crop a frame to even height and width (H.264 needs them)."""
     height, width = frame.shape[:2]
     return frame[: height - height % 2, : width - width % 2]
-
-
-def _check_arrays(arrays: dict, expected: dict, source: Path) -> None:
-    missing, extra = set(expected) - set(arrays), set(arrays) - set(expected)
-    if missing or extra:
-        raise MemFaceInputError(source, f"arrays mismatch: missing {sorted(missing)}, unexpected {sorted(extra)}")
-    for name, (shape, dtype) in expected.items():
-        array = arrays[name]
-        if array.shape != shape or array.dtype != dtype:
-            raise MemFaceInputError(source, f"array {name!r} is {array.shape} {array.dtype}, "
-                                    f"expected {shape} {np.dtype(dtype)}")
-        if array.dtype.kind == "f" and not np.isfinite(array).all():
-            raise MemFaceInputError(source, f"array {name!r} contains non-finite values")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..arrays_io import load_arrays
+from ..arrays_io import check_arrays, load_arrays
 from ..errors import MemFaceInputError
 from ..face.geometry import Poses
 from ..face.landmarks import MOUTH_VERTICES, NUM_BLENDSHAPES, NUM_LANDMARKS
@@ -83,18 +83,10 @@ def is_complete_shard(path: str | os.PathLike) -> bool:
 
 def validate_track_arrays(arrays: dict[str, np.ndarray], source: str) -> int:
     """Check names, shapes and dtypes of a shard's arrays; return the frame count ``T``."""
-    missing = set(TRACK_ARRAYS) - set(arrays)
-    extra = set(arrays) - set(TRACK_ARRAYS)
-    if missing or extra:
-        raise MemFaceInputError(source, f"track arrays mismatch: missing {sorted(missing)}, unexpected {sorted(extra)}")
-    num_frames = int(arrays["landmarks"].shape[0]) if arrays["landmarks"].ndim else -1
-    for name, (shape, dtype) in TRACK_ARRAYS.items():
-        expected = tuple(num_frames if dim == "T" else dim for dim in shape)
-        array = arrays[name]
-        if array.shape != expected or array.dtype != np.dtype(dtype):
-            raise MemFaceInputError(source, f"array {name!r} is {array.shape} {array.dtype}, expected {expected} {dtype}")
-        if array.dtype.kind == "f" and not np.isfinite(array).all():
-            raise MemFaceInputError(source, f"array {name!r} contains non-finite values")
+    landmarks = arrays.get("landmarks")
+    num_frames = int(landmarks.shape[0]) if landmarks is not None and landmarks.ndim else 0
+    check_arrays(arrays, {name: (tuple(num_frames if dim == "T" else dim for dim in shape), dtype)
+                          for name, (shape, dtype) in TRACK_ARRAYS.items()}, source)
     if num_frames <= 0:
         raise MemFaceInputError(source, "shard has no frames")
     return num_frames
