@@ -291,7 +291,7 @@ def test_wav2vec2_hidden_states_at_25_fps(tiny_wav2vec2):
     audio = speech_like(2.0)
     frontend = Wav2Vec2FrontEnd(tiny_wav2vec2, layer=-1)
     assert frontend.feature_dim == 32 and frontend.num_layers == 3
-    assert frontend._model is None  # feature_dim reads the config only
+    assert not frontend.encoder.is_loaded  # feature_dim reads the config only
     features = frontend(audio, SR)
     assert features.shape == (50, 32) and features.dtype == np.float32
 
@@ -347,7 +347,7 @@ def test_missing_model_is_a_clear_error(tmp_path):
 def test_deepspeech_windows_of_ctc_logits(tiny_ctc):
     audio = speech_like(2.0, seed=1)
     frontend = DeepSpeechFrontEnd(tiny_ctc)  # window = 16
-    assert frontend.feature_dim == 16 * 12 and frontend._model is None  # known before loading weights
+    assert frontend.feature_dim == 16 * 12 and not frontend.encoder.is_loaded  # known before loading weights
     features = frontend(audio, SR)
     assert features.shape == (50, 192) and features.dtype == np.float32
 

@@ -11,13 +11,12 @@ flattened → ``(num_frames, window * V)``. ``feature_dim`` reads only the model
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
 
 import numpy as np
 
 from .base import AudioFrontEnd
-from .wav2vec2 import load_speech_config
+from .wav2vec2 import SpeechEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -32,24 +31,17 @@ class DeepSpeechFrontEnd(AudioFrontEnd):
     def __init__(self, model_name_or_path: str = "facebook/wav2vec2-base-960h", window: int = 16,
                  device: str = "cpu", resample: bool = False):
         super().__init__(resample=resample)
-        if not isinstance(model_name_or_path, str) or not model_name_or_path:
-            raise ValueError(f"model_name_or_path must be a non-empty string, got {model_name_or_path!r}")
         if isinstance(window, bool) or not isinstance(window, int) or window < 1:
             raise ValueError(f"window must be a positive integer, got {window!r}")
+        self.encoder = SpeechEncoder(model_name_or_path, device, head="ctc")
         self.model_name_or_path = model_name_or_path
         self.window = window
         self.device = str(device)
-        self._model_config = None
-        self._feature_extractor = None
-        self._model = None
-        self._lock = threading.Lock()
 
     @property
     def vocab_size(self) -> int:
         """Number of CTC output classes V (from the model's config; no weights are loaded)."""
-        if self._model_config is None:
-            self._model_config = load_speech_config(self.model_name_or_path)
-        return int(self._model_config.vocab_size)
+        return int(self.encoder.config.vocab_size)
 
     @property
     def feature_dim(self) -> int:
@@ -59,30 +51,9 @@ class DeepSpeechFrontEnd(AudioFrontEnd):
         return {"name": self.name, "model_name_or_path": self.model_name_or_path, "window": self.window,
                 "device": self.device, "resample": self.resample}
 
-    def _load(self):
-        """Feature extractor and frozen eval-mode CTC model (call with ``self._lock`` held)."""
-        if self._model is None:
-            import torch
-            from transformers import AutoFeatureExtractor, Wav2Vec2ForCTC
-
-            logger.info("loading %s for the %s front end", self.model_name_or_path, self.name)
-            self._feature_extractor = AutoFeatureExtractor.from_pretrained(self.model_name_or_path)
-            model = Wav2Vec2ForCTC.from_pretrained(self.model_name_or_path)
-            model.requires_grad_(False)
-            self._model = model.eval().to(torch.device(self.device))
-        return self._feature_extractor, self._model
-
     def logits(self, audio: np.ndarray) -> np.ndarray:
         """CTC logits for 16 kHz float audio ``(samples,)`` → ``(steps, vocab_size)`` at 50 Hz."""
-        import torch
-
-        with self._lock:
-            feature_extractor, model = self._load()
-        inputs = feature_extractor(audio, sampling_rate=self.sampling_rate, return_tensors="pt")
-        inputs = {key: value.to(model.device) for key, value in inputs.items()}
-        with torch.inference_mode():
-            logits = model(**inputs).logits  # (1, steps, V)
-        return logits[0].float().cpu().numpy()
+        return self.encoder(audio, self.sampling_rate).logits[0].float().cpu().numpy()
 
     def _extract(self, audio: np.ndarray, num_frames: int) -> np.ndarray:
         logits = self.logits(audio)  # (steps, V)

@@ -39,6 +39,62 @@ def load_speech_config(model_name_or_path: str):
         ) from None
 
 
+class SpeechEncoder:
+    """A frozen ``transformers`` speech model and its feature extractor, loaded on first use.
+
+    ``head="ctc"`` loads ``AutoModelForCTC``; ``head="auto"`` loads ``AutoModelForCTC`` for a
+    ``...ForCTC`` checkpoint (so no head weights are left over) and ``AutoModel`` otherwise.
+    Loading is guarded by a lock, so front ends can be shared between threads.
+    """
+
+    def __init__(self, model_name_or_path: str, device: str = "cpu", head: str = "auto"):
+        if not isinstance(model_name_or_path, str) or not model_name_or_path:
+            raise ValueError(f"model_name_or_path must be a non-empty string, got {model_name_or_path!r}")
+        self.model_name_or_path = model_name_or_path
+        self.device = str(device)
+        self.head = head
+        self._config = None
+        self._feature_extractor = None
+        self._model = None
+        self._lock = threading.Lock()
+
+    @property
+    def config(self):
+        """The checkpoint's config (no weights are loaded)."""
+        if self._config is None:
+            self._config = load_speech_config(self.model_name_or_path)
+        return self._config
+
+    @property
+    def is_loaded(self) -> bool:
+        return self._model is not None
+
+    def _load(self):
+        with self._lock:
+            if self._model is None:
+                import torch
+                from transformers import AutoFeatureExtractor, AutoModel, AutoModelForCTC
+
+                logger.info("loading %s", self.model_name_or_path)
+                self._feature_extractor = AutoFeatureExtractor.from_pretrained(self.model_name_or_path)
+                architectures = self.config.architectures or []
+                ctc = self.head == "ctc" or any(name.endswith("ForCTC") for name in architectures)
+                model = (AutoModelForCTC if ctc else AutoModel).from_pretrained(self.model_name_or_path)
+                model.requires_grad_(False)
+                self._model = model.eval().to(torch.device(self.device))
+        return self._feature_extractor, self._model
+
+    def __call__(self, audio: np.ndarray, sampling_rate: int, **model_kwargs):
+        """Run the model on 16 kHz float audio ``(samples,)`` under ``inference_mode``; returns its outputs."""
+        import torch
+
+        feature_extractor, model = self._load()
+        inputs = feature_extractor(audio, sampling_rate=sampling_rate, return_tensors="pt")
+        inputs = {key: value.to(model.device) for key, value in inputs.items()}
+        with torch.inference_mode():
+            return model(**inputs, **model_kwargs)
+
+
 class Wav2Vec2FrontEnd(AudioFrontEnd):
     """Frozen speech-encoder hidden states ``(num_frames, hidden_size)`` at 25 fps."""
 
@@ -47,65 +103,32 @@ class Wav2Vec2FrontEnd(AudioFrontEnd):
     def __init__(self, model_name_or_path: str = "facebook/wav2vec2-base-960h", layer: int = -1,
                  device: str = "cpu", resample: bool = False):
         super().__init__(resample=resample)
-        if not isinstance(model_name_or_path, str) or not model_name_or_path:
-            raise ValueError(f"model_name_or_path must be a non-empty string, got {model_name_or_path!r}")
         if isinstance(layer, bool) or not isinstance(layer, int):
             raise ValueError(f"layer must be an integer, got {layer!r}")
+        self.encoder = SpeechEncoder(model_name_or_path, device, head="auto")
         self.model_name_or_path = model_name_or_path
         self.layer = layer
         self.device = str(device)
-        self._model_config = None
-        self._feature_extractor = None
-        self._model = None
-        self._lock = threading.Lock()
-
-    def _config(self):
-        if self._model_config is None:
-            self._model_config = load_speech_config(self.model_name_or_path)
-        return self._model_config
 
     @property
     def feature_dim(self) -> int:
-        return int(self._config().hidden_size)
+        return int(self.encoder.config.hidden_size)
 
     @property
     def num_layers(self) -> int:
         """Number of hidden-state outputs: transformer layers + 1 (the input embeddings)."""
-        return int(self._config().num_hidden_layers) + 1
+        return int(self.encoder.config.num_hidden_layers) + 1
 
     def config(self) -> dict[str, Any]:
         return {"name": self.name, "model_name_or_path": self.model_name_or_path, "layer": self.layer,
                 "device": self.device, "resample": self.resample}
 
-    def _load(self):
-        """Feature extractor and frozen eval-mode model (call with ``self._lock`` held)."""
-        if self._model is None:
-            import torch
-            from transformers import AutoFeatureExtractor, AutoModel, AutoModelForCTC
-
-            if not -self.num_layers <= self.layer < self.num_layers:
-                raise ValueError(f"layer={self.layer} is out of range: {self.model_name_or_path!r} has "
-                                 f"{self.num_layers} hidden states (layers -{self.num_layers}..{self.num_layers - 1})")
-            logger.info("loading %s for the %s front end", self.model_name_or_path, self.name)
-            self._feature_extractor = AutoFeatureExtractor.from_pretrained(self.model_name_or_path)
-            # a ...ForCTC checkpoint (e.g. wav2vec2-base-960h) loads whole, so no head weights are left over
-            architectures = self._config().architectures or []
-            is_ctc = any(name.endswith("ForCTC") for name in architectures)
-            model = (AutoModelForCTC if is_ctc else AutoModel).from_pretrained(self.model_name_or_path)
-            model.requires_grad_(False)
-            self._model = model.eval().to(torch.device(self.device))
-        return self._feature_extractor, self._model
-
     def hidden_states(self, audio: np.ndarray) -> np.ndarray:
         """Hidden state ``layer`` for 16 kHz float audio ``(samples,)`` → ``(steps, hidden_size)`` at 50 Hz."""
-        import torch
-
-        with self._lock:
-            feature_extractor, model = self._load()
-        inputs = feature_extractor(audio, sampling_rate=self.sampling_rate, return_tensors="pt")
-        inputs = {key: value.to(model.device) for key, value in inputs.items()}
-        with torch.inference_mode():
-            outputs = model(**inputs, output_hidden_states=True)
+        if not -self.num_layers <= self.layer < self.num_layers:
+            raise ValueError(f"layer={self.layer} is out of range: {self.model_name_or_path!r} has "
+                             f"{self.num_layers} hidden states (layers -{self.num_layers}..{self.num_layers - 1})")
+        outputs = self.encoder(audio, self.sampling_rate, output_hidden_states=True)
         return outputs.hidden_states[self.layer][0].float().cpu().numpy()  # (steps, hidden_size)
 
     def _extract(self, audio: np.ndarray, num_frames: int) -> np.ndarray:
