@@ -79,8 +79,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-slots", type=int, default=1000)
     parser.add_argument("--frontends", default="phonemes,mel")
     parser.add_argument("--heldout-voice", default="en-gb")
+    parser.add_argument("--heldout-seeds", type=int, default=1, help="seeds for the unheard-voice runs")
     parser.add_argument("--out", default=str(ROOT / "docs" / "results" / "a2e_ablation.json"))
+    parser.add_argument("--readme", default=str(ROOT / "docs" / "results" / "README.md"))
+    parser.add_argument("--table-only", action="store_true", help="only rewrite the README table from --out")
     args = parser.parse_args(argv)
+    if args.table_only:
+        write_readme_table(json.loads(Path(args.out).read_text()), Path(args.readme))
+        return 0
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("accelerate").setLevel(logging.WARNING)
     corpus = Path(args.corpus)
@@ -125,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     heldout_path = work / f"splits_without_{args.heldout_voice}.json"
     heldout_path.write_text(json.dumps({"splits": heldout}))
     voice_rows = {"unheard_voice": [], "heard_voices": []}
-    for seed in seeds:
+    for seed in seeds[:args.heldout_seeds]:
         out = run(f"{chosen}_memface_no-{args.heldout_voice}_s{seed}", args, "implicit", chosen, seed, heldout_path)
         voice_rows["unheard_voice"].append(evaluate(out / "best", [c for c in splits["test"]
                                                                    if voice_of[c] == args.heldout_voice]))
@@ -149,8 +155,23 @@ def main(argv: list[str] | None = None) -> int:
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=1) + "\n")
     os.replace(tmp, out)
+    write_readme_table(result, Path(args.readme))
     print(markdown_table(result))
     return 0
+
+
+START, END = "<!-- a2e-ablation:start -->", "<!-- a2e-ablation:end -->"
+
+
+def write_readme_table(result: dict, readme: Path) -> None:
+    """Put the table between the markers of ``readme`` (appending a section if they are missing)."""
+    text = readme.read_text() if readme.exists() else "# Results\n"
+    block = f"{START}\n{markdown_table(result)}\n{END}"
+    if START in text and END in text:
+        text = text[:text.index(START)] + block + text[text.index(END) + len(END):]
+    else:
+        text = text.rstrip() + "\n\n## Audio-to-expression ablation (`docs/results/a2e_ablation.json`)\n\n" + block + "\n"
+    readme.write_text(text)
 
 
 def markdown_table(result: dict) -> str:
@@ -163,6 +184,15 @@ def markdown_table(result: dict) -> str:
                      f"{row['bilabial_closure_mean']:.3f} ± {row['bilabial_closure_std']:.3f} | "
                      f"{row['av_offset_frames_mean']:.2f} ± {row['av_offset_frames_std']:.2f} | "
                      f"{row['lag0_fraction_mean']:.2f} | {row['silence_jitter_mean']:.4f} | {row['seeds']} | {row['test_frames']} |")
+    lines += ["", "Front-end choice (MemFace, mean over seeds): " + "; ".join(
+        f"`{row['frontend']}` val RMSE {row['val_rmse_mean']:.4f}, test RMSE {row['test_rmse_mean']:.4f}, "
+        f"bilabial closure {row['test_bilabial_closure_mean']:.3f}" for row in result["frontend_choice"]) + "."]
+    heldout = result["heldout_voice"]
+    lines += ["", f"Unheard voice (`{heldout['voice']}` left out of training, {heldout['unheard_voice']['seeds']} seed): "
+              f"RMSE {heldout['unheard_voice']['rmse_mean']:.4f} and bilabial closure "
+              f"{heldout['unheard_voice']['bilabial_closure_mean']:.3f} on its test clips, against "
+              f"{heldout['heard_voices']['rmse_mean']:.4f} and {heldout['heard_voices']['bilabial_closure_mean']:.3f} "
+              "on the other voices' test clips."]
     return "\n".join(lines)
 
 

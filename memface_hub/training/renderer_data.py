@@ -1,0 +1,100 @@
+"""Neural-renderer training data: frames of one speaker's shards + the explicit memory bank.
+
+Each item is a ground-truth aligned crop (the target), the sketch of its own tracked mouth
+vertices (the "projected face"), those vertices (the memory query) and the leakage mask: a
+frame never reads the memory entry of its own frame or of the ±2 frames around it (DESIGN §5).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..data.shards import load_shard
+from ..face.crop import CropLayout
+from ..face.sketch import draw_mouth_sketch, project_mouth
+from ..io.video import iter_frames
+from ..speaker import farthest_point_selection
+
+LEAKAGE_FRAMES = 2
+
+
+@dataclass
+class MemoryBank:
+    """The explicit memory used in training: keys ``(N, V, 3)``, patches ``(N, 3, h, w)`` uint8,
+    and each entry's source ``(clip id, frame)`` for the leakage rule."""
+
+    keys: np.ndarray
+    patches: np.ndarray
+    clips: np.ndarray
+    frames: np.ndarray
+
+
+class RendererFrames(torch.utils.data.Dataset):
+    """Frames of shards (one speaker) at ``crop_size``, every ``frame_step``-th valid frame."""
+
+    def __init__(self, shard_paths: Sequence[str | os.PathLike], crop_size: int = 128, frame_step: int = 2,
+                 progress: bool = False):
+        self.crop_size = int(crop_size)
+        crops, sketches, vertices, clips, frames = [], [], [], [], []
+        self.layout: CropLayout | None = None
+        for path in tqdm(shard_paths, disable=not progress, desc="loading frames"):
+            shard = load_shard(path)
+            layout = CropLayout(**shard.meta["crop_layout"])
+            self.layout = self.layout or CropLayout(**{**shard.meta["crop_layout"], "size": self.crop_size})
+            scale = self.crop_size / layout.size
+            keep = [t for t in range(0, shard.num_frames, frame_step) if shard.valid[t]]
+            wanted = set(keep)
+            points = project_mouth(shard.mouth_vertices[keep], type(shard.poses)(
+                shard.poses.scale[keep], shard.poses.rotation[keep], shard.poses.translation[keep]),
+                shard.crop_affines[keep]) * scale                                  # (n, V, 2) in crop pixels
+            position = 0
+            for index, crop in enumerate(iter_frames(shard.crops_path)):
+                if index not in wanted:
+                    continue
+                crops.append(cv2.resize(crop, (self.crop_size, self.crop_size), interpolation=cv2.INTER_AREA))
+                sketches.append(draw_mouth_sketch(points[position], self.crop_size))
+                vertices.append(shard.mouth_vertices[index])
+                clips.append(Path(path).name)
+                frames.append(index)
+                position += 1
+        if not crops:
+            raise ValueError("no valid frames in the given shards")
+        self.crops = np.stack(crops)                          # (F, S, S, 3) uint8
+        self.sketches = np.stack(sketches)                    # (F, S, S, 3) uint8
+        self.vertices = np.stack(vertices).astype(np.float32)  # (F, V, 3)
+        self.clips = np.array(clips)
+        self.frames = np.array(frames)
+        self.bank: MemoryBank | None = None
+
+    def __len__(self) -> int:
+        return len(self.crops)
+
+    def build_memory(self, num_entries: int = 300) -> MemoryBank:
+        """Alg. 1 over these frames; patches are cut at the mouth box of the ``crop_size`` layout."""
+        chosen = farthest_point_selection(self.vertices, num_entries)
+        top, bottom, left, right = self.layout.mouth_box()
+        patches = self.crops[chosen, top:bottom, left:right].transpose(0, 3, 1, 2)
+        self.bank = MemoryBank(self.vertices[chosen], np.ascontiguousarray(patches), self.clips[chosen],
+                               self.frames[chosen])
+        return self.bank
+
+    def use_memory(self, bank: MemoryBank) -> None:
+        """Read another bank (e.g. the training bank for validation frames)."""
+        self.bank = bank
+
+    def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
+        to_tensor = lambda image: torch.from_numpy(image).permute(2, 0, 1).float() / 255.0  # noqa: E731
+        exclude = np.zeros(0, bool)
+        if self.bank is not None:
+            exclude = (self.bank.clips == self.clips[item]) & \
+                      (np.abs(self.bank.frames - self.frames[item]) <= LEAKAGE_FRAMES)
+        return {"target": to_tensor(self.crops[item]), "sketch": to_tensor(self.sketches[item]),
+                "vertices": torch.from_numpy(self.vertices[item]), "exclude": torch.from_numpy(exclude)}
