@@ -140,7 +140,9 @@ def _add_train_a2e(commands) -> None:
     parser.add_argument("--splits", default=None,
                         help="JSON with {'splits': {'train': [...], 'val': [...]}} (the demo corpus.json); "
                              "default: a hash split of the shard names")
-    parser.add_argument("--frontend", default="phonemes", help="audio front end: phonemes, mel, wav2vec2, deepspeech")
+    parser.add_argument("--frontend", default="mel",
+                        help="audio front end: mel (the offline default, chosen by the a2e ablation), phonemes, "
+                             "wav2vec2, deepspeech")
     parser.add_argument("--frontend-model", default=None,
                         help="Hub id or local path of the wav2vec2/deepspeech checkpoint")
     parser.add_argument("--memory", default="implicit", choices=["implicit", "none", "explicit"],

@@ -144,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         "epochs": args.epochs,
         "rows": [table_row(variant, rows) for variant, rows in table.items()],
         "frontend_choice": [{"frontend": f, "val_rmse_mean": float(np.mean([r["val"]["rmse"] for r in rows])),
-                             **{f"test_{k}": v for k, v in summarise([r["test"] for r in rows]).items()}}
+                             **{f"test_{k}".replace("test_test_", "test_"): v
+                                for k, v in summarise([r["test"] for r in rows]).items()}}
                             for f, rows in choice_rows.items()],
         "heldout_voice": {"voice": args.heldout_voice,
                           **{name: summarise(rows) for name, rows in voice_rows.items()}},
@@ -177,7 +178,7 @@ def write_readme_table(result: dict, readme: Path) -> None:
 def markdown_table(result: dict) -> str:
     lines = [f"Front end: `{result['frontend']}`; {result['epochs']} epochs; training "
              f"{result['train_frames_per_s']:.0f} frames/s ({result['machine']}).", "",
-             "| variant | RMSE ↓ | bilabial closure ↑ | |AV offset| (frames) ↓ | lag-0 fraction ↑ | jitter in silence ↓ | seeds | test frames |",
+             "| variant | RMSE ↓ | bilabial closure ↑ | mean abs AV offset (frames) ↓ | lag-0 fraction ↑ | jitter in silence ↓ | seeds | test frames |",
              "|---|---|---|---|---|---|---|---|"]
     for row in result["rows"]:
         lines.append(f"| {row['variant']} | {row['rmse_mean']:.4f} ± {row['rmse_std']:.4f} | "

@@ -42,7 +42,7 @@ class A2ETrainingConfig:
     shards: str
     output_dir: str
     splits: str | None = None
-    frontend: dict = field(default_factory=lambda: {"name": "phonemes"})
+    frontend: dict = field(default_factory=lambda: {"name": "mel"})  # the offline default, chosen by the ablation
     memory: str = "implicit"
     memory_slots: int = 1000
     memory_dim: int = 64
