@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -114,7 +115,7 @@ def _run_demo(args) -> int:
     from .face.geometry import mouth_opening
 
     out = Path(args.out)
-    index = build_demo_corpus(out / "corpus", minutes=args.minutes)
+    index = build_demo_corpus(out / "corpus", minutes=args.minutes, workers=min(2, os.cpu_count() or 1))
     clip = next(c for c in index["clips"] if c["split"] == "test")
     result = preprocess_clip(out / "corpus" / clip["video"], out / "shards", progress=True)
     shard = load_shard(out / "shards" / result.clip_id)
