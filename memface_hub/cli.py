@@ -253,10 +253,13 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("accelerate", "httpx", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    from huggingface_hub.errors import HFValidationError, HfHubHTTPError, LocalEntryNotFoundError
+
     try:
         return args.handler(args)
-    except (MemFaceInputError, FileNotFoundError) as err:
-        print(f"memface {args.command}: error: {err}", file=sys.stderr)
+    except (MemFaceInputError, FileNotFoundError, HFValidationError, HfHubHTTPError, LocalEntryNotFoundError) as err:
+        message = " ".join(str(err).split())
+        print(f"memface {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -31,3 +31,10 @@ def test_fit_mouth_model_on_empty_folder_is_a_clear_error(tmp_path, capsys):
     code = main(["fit-mouth-model", str(tmp_path), "--out", str(tmp_path / "m.safetensors")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.endswith("no finished clip shards found") and "\n" not in err
+
+
+def test_eval_a2e_with_a_bad_model_path_is_a_one_line_error(tmp_path, capsys):
+    code = main(["eval-a2e", str(tmp_path / "no" / "such" / "model"), "--shards", str(tmp_path),
+                 "--corpus", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("memface eval-a2e: error:") and "\n" not in err

@@ -89,6 +89,7 @@ class UtteranceResult:
     squared_error_count: int
     closed: int
     bilabials: int
+    truth_closed: int  # the same rule applied to the ground truth: the corpus's ceiling
     lag: int
     jitter_sum: float
     jitter_count: int
@@ -102,9 +103,10 @@ def evaluate_utterance(predicted_vertices: np.ndarray, true_vertices: np.ndarray
     predicted, true = np.asarray(predicted_vertices[:count]), np.asarray(true_vertices[:count])
     predicted_opening, true_opening = mouth_opening(predicted), mouth_opening(true)
     closed, bilabials = bilabial_counts(predicted_opening, true_opening, phonemes, fps)
+    truth_closed, _ = bilabial_counts(true_opening, true_opening, phonemes, fps)
     jitter_sum, jitter_count = silence_jitter(predicted, phonemes, fps)
     return UtteranceResult(float(((predicted - true) ** 2).sum()), int(predicted.size), closed, bilabials,
-                           best_lag(predicted_opening, true_opening), jitter_sum, jitter_count, count)
+                           truth_closed, best_lag(predicted_opening, true_opening), jitter_sum, jitter_count, count)
 
 
 def pool_results(results: Sequence[UtteranceResult]) -> dict:
@@ -118,6 +120,7 @@ def pool_results(results: Sequence[UtteranceResult]) -> dict:
         "rmse": float(np.sqrt(squared / max(count, 1))),
         "bilabial_closure": sum(r.closed for r in results) / bilabials if bilabials else float("nan"),
         "bilabials": bilabials,
+        "bilabial_closure_ground_truth": sum(r.truth_closed for r in results) / bilabials if bilabials else float("nan"),
         "av_offset_frames": float(np.abs(lags).mean()) if len(lags) else float("nan"),
         "av_offset_mean_signed": float(lags.mean()) if len(lags) else float("nan"),
         "lag0_fraction": float((lags == 0).mean()) if len(lags) else float("nan"),
