@@ -27,7 +27,8 @@ import numpy as np
 from memface_hub.a2e import MemFaceAudioToExpression
 from memface_hub.evaluation.a2e_eval import evaluate_a2e
 from memface_hub.training.a2e_data import read_splits
-from memface_hub.training.train_a2e import STATE_FILE, A2ETrainingConfig, train_a2e
+from memface_hub.training.run_state import STATE_FILE
+from memface_hub.training.train_a2e import A2ETrainingConfig, train_a2e
 
 logger = logging.getLogger("a2e_ablation")
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,15 +23,15 @@ from tqdm.auto import tqdm
 
 from ..a2e import MemFaceAudioToExpression
 from ..audio import build_frontend
-from ..data.shards import find_shards, fit_mouth_model
+from ..data.shards import fit_mouth_model
 from ..face.mouth_model import MouthModel
-from .a2e_data import A2EWindows, hash_split, load_a2e_clips, read_splits
+from .a2e_data import A2EWindows, load_a2e_clips
 from .losses import a2e_loss
+from .run_state import resume_state, save_state, split_shards
 from .schedules import AlternatingSchedule
 
 logger = logging.getLogger(__name__)
 
-STATE_FILE = "trainer_state.json"
 
 
 @dataclass
@@ -109,12 +108,7 @@ def train_a2e(config: A2ETrainingConfig) -> Path:
         (out / "training_config.json").write_text(json.dumps(asdict(config), indent=1))
 
     # 1. data: split, mouth model (fitted on the training clips), features (cached per shard)
-    shard_ids = [p.name for p in find_shards(config.shards)]
-    splits = read_splits(config.splits) if config.splits else hash_split(shard_ids)
-    train_ids = [c for c in splits["train"] if c in set(shard_ids)]
-    val_ids = [c for c in splits.get("val", []) if c in set(shard_ids)]
-    if not train_ids or not val_ids:
-        raise ValueError(f"{config.shards}: need shards for both train ({len(train_ids)}) and val ({len(val_ids)})")
+    train_ids, val_ids = split_shards(config.shards, config.splits)
     frontend = build_frontend(config.frontend)
     with accelerator.main_process_first():
         mouth_model_path = out / "mouth_model.safetensors"
@@ -152,10 +146,9 @@ def train_a2e(config: A2ETrainingConfig) -> Path:
     schedule = AlternatingSchedule(total_steps, config.alternate_fraction)
 
     # 3. resume
-    state = {"epoch": 0, "step": 0, "best_val_rmse": None, "history": []}
-    if config.resume and (out / "checkpoint").is_dir():
-        accelerator.load_state(str(out / "checkpoint"))
-        state = json.loads((out / STATE_FILE).read_text())
+    state = resume_state(accelerator, out, config.resume,
+                         {"epoch": 0, "step": 0, "best_val_rmse": None, "history": []})
+    if state["epoch"]:
         logger.info("resumed from epoch %d (step %d)", state["epoch"], state["step"])
 
     # 4. train
@@ -195,10 +188,6 @@ def train_a2e(config: A2ETrainingConfig) -> Path:
                 unwrapped.save_pretrained(out / "best")
             logger.info("epoch %d: val loss %.4f, val RMSE %.4f%s", epoch + 1, metrics["loss"], metrics["rmse"],
                         " (best)" if improved else "")
-        accelerator.save_state(str(out / "checkpoint"))
-        if accelerator.is_main_process:
-            tmp = out / f".{STATE_FILE}.tmp"
-            tmp.write_text(json.dumps(state, indent=1))
-            os.replace(tmp, out / STATE_FILE)
+        save_state(accelerator, out, state)
     accelerator.wait_for_everyone()
     return out / "best"

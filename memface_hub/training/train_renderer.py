@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,14 +22,12 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..data.shards import find_shards
 from ..renderer import MemFaceRenderer, PatchDiscriminator
-from .a2e_data import hash_split, read_splits
 from .renderer_data import RendererFrames
+from .run_state import resume_state, save_state, split_shards
 
 logger = logging.getLogger(__name__)
 
-STATE_FILE = "trainer_state.json"
 
 
 @dataclass
@@ -85,13 +82,11 @@ def train_renderer(config: RendererTrainingConfig) -> Path:
         (out / "training_config.json").write_text(json.dumps(asdict(config), indent=1))
 
     # 1. data and the memory bank (from training frames only)
-    shard_ids = [p.name for p in find_shards(config.shards)]
-    splits = read_splits(config.splits) if config.splits else hash_split(shard_ids)
+    train_ids, val_ids = split_shards(config.shards, config.splits)
     root = Path(config.shards)
-    train_set = RendererFrames([root / c for c in splits["train"] if c in set(shard_ids)], config.crop_size,
-                               config.frame_step, progress=config.progress and accelerator.is_main_process)
-    val_set = RendererFrames([root / c for c in splits.get("val", []) if c in set(shard_ids)], config.crop_size,
-                             config.frame_step * 4)
+    train_set = RendererFrames([root / c for c in train_ids], config.crop_size, config.frame_step,
+                               progress=config.progress and accelerator.is_main_process)
+    val_set = RendererFrames([root / c for c in val_ids], config.crop_size, config.frame_step * 4)
     bank = train_set.build_memory(config.memory_entries)
     val_set.use_memory(bank)
 
@@ -120,10 +115,8 @@ def train_renderer(config: RendererTrainingConfig) -> Path:
             memory = dict(memory_keys=keys, memory_values=unwrapped.encode_memory(patches), exclude=batch["exclude"])
         return renderer(batch["target"], batch["sketch"], batch["vertices"], **memory)
 
-    state = {"epoch": 0, "step": 0, "best_val_psnr": None, "history": []}
-    if config.resume and (out / "checkpoint").is_dir():
-        accelerator.load_state(str(out / "checkpoint"))
-        state = json.loads((out / STATE_FILE).read_text())
+    state = resume_state(accelerator, out, config.resume,
+                         {"epoch": 0, "step": 0, "best_val_psnr": None, "history": []})
 
     images_seen, seconds = 0, 0.0
     for epoch in range(state["epoch"], config.epochs):
@@ -177,10 +170,6 @@ def train_renderer(config: RendererTrainingConfig) -> Path:
                 image = (grid.permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
                 cv2.imwrite(str(out / f"val_epoch_{epoch + 1:03d}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
             logger.info("epoch %d: val mouth PSNR %.2f dB%s", epoch + 1, psnr, " (best)" if improved else "")
-        accelerator.save_state(str(out / "checkpoint"))
-        if accelerator.is_main_process:
-            tmp = out / f".{STATE_FILE}.tmp"
-            tmp.write_text(json.dumps(state, indent=1))
-            os.replace(tmp, out / STATE_FILE)
+        save_state(accelerator, out, state)
     accelerator.wait_for_everyone()
     return out / "best"

@@ -1,0 +1,43 @@
+"""Pieces every training loop shares: the split of the shards, and the resumable run state."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ..data.shards import find_shards
+from .a2e_data import hash_split, read_splits
+
+STATE_FILE = "trainer_state.json"
+CHECKPOINT_DIR = "checkpoint"
+
+
+def split_shards(shards: str | os.PathLike, splits: str | os.PathLike | None) -> tuple[list[str], list[str]]:
+    """``(train_ids, val_ids)`` of the finished shards under ``shards``: from a splits JSON (e.g. the demo
+    ``corpus.json``) or, without one, a stable hash split. Both must be non-empty."""
+    available = [path.name for path in find_shards(shards)]
+    split = read_splits(splits) if splits else hash_split(available)
+    present = set(available)
+    train = [c for c in split["train"] if c in present]
+    val = [c for c in split.get("val", []) if c in present]
+    if not train or not val:
+        raise ValueError(f"{shards}: need shards for both train ({len(train)}) and val ({len(val)})")
+    return train, val
+
+
+def resume_state(accelerator, out: Path, resume: bool, initial: dict) -> dict:
+    """Load ``<out>/checkpoint`` into the prepared objects and return the saved state, or ``initial``."""
+    if resume and (out / CHECKPOINT_DIR).is_dir() and (out / STATE_FILE).is_file():
+        accelerator.load_state(str(out / CHECKPOINT_DIR))
+        return json.loads((out / STATE_FILE).read_text())
+    return initial
+
+
+def save_state(accelerator, out: Path, state: dict) -> None:
+    """Save the accelerate checkpoint (all processes) and the JSON state (main process, atomically)."""
+    accelerator.save_state(str(out / CHECKPOINT_DIR))
+    if accelerator.is_main_process:
+        tmp = out / f".{STATE_FILE}.tmp"
+        tmp.write_text(json.dumps(state, indent=1))
+        os.replace(tmp, out / STATE_FILE)
