@@ -237,12 +237,42 @@ def _run_train_renderer(args) -> int:
     return 0
 
 
+def _add_adapt(commands) -> None:
+    parser = commands.add_parser(
+        "adapt", help="adapt to a new speaker from 15-60 s of video (speaker memory + optional fine-tuning)",
+        description="Preprocess the video (sound optional), build the speaker's explicit memory (Alg. 1) into "
+                    "--out, and, with --renderer and a step or time budget, fine-tune the renderer on the clip "
+                    "and store the change as renderer_delta.safetensors beside the memory.")
+    parser.add_argument("video", help="15-60 s video of one person (only footage of people who agreed to it)")
+    parser.add_argument("--out", required=True, help="speaker-memory folder to write")
+    parser.add_argument("--name", default=None, help="speaker name stored in speaker.json (default: file name)")
+    parser.add_argument("--entries", type=int, default=300, help="memory entries N (default: 300)")
+    parser.add_argument("--renderer", default=None, help="renderer folder or Hub id to fine-tune (optional)")
+    parser.add_argument("--finetune-steps", type=int, default=None, help="fine-tuning step budget")
+    parser.add_argument("--finetune-seconds", type=float, default=None, help="fine-tuning time budget")
+    parser.add_argument("--max-seconds", type=float, default=60.0, help="refuse longer videos (default: 60)")
+    parser.set_defaults(handler=_run_adapt)
+
+
+def _run_adapt(args) -> int:
+    from .training.adapt import adapt_speaker
+
+    result = adapt_speaker(args.video, args.out, name=args.name, entries=args.entries, renderer=args.renderer,
+                           finetune_steps=args.finetune_steps, finetune_seconds=args.finetune_seconds,
+                           max_seconds=args.max_seconds)
+    print(json.dumps({"speaker": str(Path(result.speaker_dir).resolve()),
+                      "memory_seconds": round(result.memory_seconds, 2),
+                      "finetune_seconds": round(result.finetune_seconds, 2),
+                      "finetune_steps": result.finetune_steps}, indent=1))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="memface", description="MemFace talking-face generation tools.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_demo, _add_demo_data, _add_preprocess, _add_fit_mouth_model, _add_train_a2e, _add_eval_a2e,
-                _add_train_renderer):
+                _add_train_renderer, _add_adapt):
         add(commands)
     return parser
 

@@ -1,0 +1,52 @@
+"""Adaptation to a new speaker: memory-only, and with renderer fine-tuning stored as a delta."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import tone, write_video
+
+from memface_hub.arrays_io import load_arrays, save_arrays
+from memface_hub.errors import MemFaceInputError
+from memface_hub.io import read_frames
+from memface_hub.renderer import MemFaceRenderer
+from memface_hub.speaker import SpeakerMemory
+from memface_hub.training.adapt import DELTA_FILE, adapt_speaker, apply_renderer_delta
+
+
+@pytest.mark.slow
+def test_adapt_to_the_real_carphone_speaker(carphone_path, tmp_path):
+    # Memory only: the real (silent) carphone clip becomes a speaker memory.
+    result = adapt_speaker(carphone_path, tmp_path / "carphone", entries=20, progress=False)
+    memory = SpeakerMemory.from_pretrained(result.speaker_dir)
+    assert memory.num_entries == 20 and result.memory_seconds > 0 and result.finetune_steps == 0
+    assert not (result.speaker_dir / DELTA_FILE).exists()
+
+    # With fine-tuning: the delta, added to the base renderer, reproduces the tuned weights' effect.
+    torch.manual_seed(0)
+    base = MemFaceRenderer(crop_size=64, base_channels=8, depth=2, value_channels=8, memory_dim=16).eval()
+    base.save_pretrained(tmp_path / "renderer")
+    tuned = adapt_speaker(carphone_path, tmp_path / "carphone_tuned", entries=16, renderer=tmp_path / "renderer",
+                          finetune_steps=3, progress=False)
+    assert tuned.finetune_steps == 3 and (tuned.speaker_dir / DELTA_FILE).exists()
+    delta = load_arrays(tuned.speaker_dir / DELTA_FILE)
+    assert delta and all(array.dtype == np.float16 for array in delta.values())
+    applied = apply_renderer_delta(MemFaceRenderer.from_pretrained(tmp_path / "renderer"),
+                                   tuned.speaker_dir / DELTA_FILE)
+    changed = [name for name, tensor in applied.state_dict().items() if not torch.equal(tensor, base.state_dict()[name])]
+    assert changed
+    delta["stowaway"] = np.zeros(1, np.float16)
+    save_arrays(tmp_path / "bad.safetensors", delta)
+    with pytest.raises(MemFaceInputError, match="stowaway"):
+        apply_renderer_delta(base, tmp_path / "bad.safetensors")
+
+
+def test_adapt_refuses_long_or_faceless_video(tmp_path):
+    wall = write_video(tmp_path / "wall.mp4", [np.full((96, 96, 3), 120, np.uint8)] * 10, audio=tone(0.4))
+    with pytest.raises(MemFaceInputError, match="no face found"):
+        adapt_speaker(wall, tmp_path / "out", progress=False)
+    with pytest.raises(MemFaceInputError, match="limit is 0.1 s"):
+        adapt_speaker(wall, tmp_path / "out", max_seconds=0.1, progress=False)
+    assert not (tmp_path / "out").exists()
+    assert len(read_frames(wall)) == 10
