@@ -35,6 +35,21 @@ def save_arrays(path: str | os.PathLike, arrays: dict[str, np.ndarray], metadata
     return path
 
 
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` via a temporary file in the same folder and a rename."""
+    path = Path(path)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as file:
+            file.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
 def load_arrays(path: str | os.PathLike, max_bytes: int = MAX_ARRAY_FILE_BYTES) -> dict[str, np.ndarray]:
     """Read a safetensors file; a missing, oversized or malformed file is a :class:`MemFaceInputError`."""
     path = Path(path)

@@ -125,6 +125,15 @@ class MemFaceRenderer(nn.Module, StrictHubMixin, library_name="memface_hub",
             raise ValueError("encode_memory needs memory='explicit'")
         return self.patch_encoder(patches)
 
+    def memory_inputs(self, keys: torch.Tensor, patches: torch.Tensor,
+                      exclude: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Keyword arguments for :meth:`forward` from a speaker's keys ``(N, V, 3)`` and patches
+        ``(N, 3, h, w)`` in [0, 1] (encoded here, so gradients reach ``W_v``); empty without an
+        explicit memory."""
+        if self.memory_kind != "explicit":
+            return {}
+        return {"memory_keys": keys, "memory_values": self.encode_memory(patches), "exclude": exclude}
+
     # -- the model -------------------------------------------------------------------------------
     def forward(self, template: torch.Tensor, sketch: torch.Tensor, vertices: torch.Tensor,
                 memory_keys: torch.Tensor | None = None, memory_values: torch.Tensor | None = None,

@@ -153,7 +153,7 @@ class SpeakerMemory:
                                                 "frame_indices": self.frame_indices})
             save_arrays(staging / TRACKS_FILE, {"poses": self.poses, "crop_affines": self.crop_affines})
             template = Path(self.template_path)
-            if template.suffix.lower() == ".mp4" and template.name == TEMPLATE_FILE:
+            if template.name == TEMPLATE_FILE:
                 shutil.copyfile(template, staging / TEMPLATE_FILE)
             else:
                 with VideoWriter(staging / TEMPLATE_FILE, fps=self.meta["fps"]) as writer:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from memface_hub.arrays_io import write_text_atomic
 from memface_hub.a2e import MemFaceAudioToExpression
 from memface_hub.evaluation.a2e_eval import evaluate_a2e
 from memface_hub.training.a2e_data import read_splits
@@ -154,9 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=1) + "\n")
-    os.replace(tmp, out)
+    write_text_atomic(out, json.dumps(result, indent=1) + "\n")
     write_readme_table(result, Path(args.readme))
     print(markdown_table(result))
     return 0

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
+from memface_hub.arrays_io import write_text_atomic
 from memface_hub.a2e import MemFaceAudioToExpression
 from memface_hub.evaluation.a2e_eval import evaluate_a2e
 from memface_hub.training.a2e_data import read_splits
@@ -42,9 +42,7 @@ def main() -> int:
         results[name] = evaluate_a2e(MemFaceAudioToExpression.from_pretrained(str(best)), shards, corpus, test)
         print(name, json.dumps(results[name]), flush=True)
     out = ROOT / "docs" / "results" / "a2e_training_budget.json"
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"seed": 0, "frontend": "mel", "runs": results}, indent=1) + "\n")
-    os.replace(tmp, out)
+    write_text_atomic(out, json.dumps({"seed": 0, "frontend": "mel", "runs": results}, indent=1) + "\n")
     return 0
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from memface_hub.arrays_io import write_text_atomic
 from memface_hub.data.demo_corpus import ClipPlan, build_demo_corpus, make_animator, render_clip
 from memface_hub.data.preprocess import preprocess_clip, preprocess_clips, summarise
 from memface_hub.data.sentences import HANDWRITTEN_SENTENCES
@@ -53,11 +54,11 @@ def carphone_figures() -> dict:
             "carphone_pasteback_mae": float(np.mean(errors))}
 
 
-def lip_sync_truth(corpus_dir: Path, shards_dir: Path, index: dict) -> dict:
+def lip_sync_truth(corpus_dir: Path, shards: dict, index: dict) -> dict:
     """Correlation of the TTS mouth-opening schedule with the tracked canonical mouth opening."""
     tracked, schedule, jaw, per_clip = [], [], [], []
     for clip in index["clips"]:
-        shard = load_shard(shards_dir / clip["clip_id"])
+        shard = shards[clip["clip_id"]]
         timeline = json.loads((corpus_dir / clip["timeline"]).read_text())
         opening = mouth_opening(shard.mouth_vertices)
         count = min(len(opening), len(timeline["mouth_open"]))
@@ -108,9 +109,7 @@ def demo_strip(corpus_dir: Path, shards_dir: Path, index: dict, path: Path, coun
     chosen = sorted(order[np.linspace(0, len(order) - 1, count).astype(int)])
     size = shard.meta["crop_layout"]["size"]
     crops = {i: frame for i, frame in enumerate(iter_frames(shard.crops_path)) if i in set(chosen)}
-    points = project_mouth(shard.mouth_vertices[chosen], type(shard.poses)(
-        shard.poses.scale[chosen], shard.poses.rotation[chosen], shard.poses.translation[chosen]),
-        shard.crop_affines[chosen])
+    points = project_mouth(shard.mouth_vertices[chosen], shard.poses.take(chosen), shard.crop_affines[chosen])
     top = np.concatenate([crops[i] for i in chosen], axis=1)
     bottom = np.concatenate([draw_mouth_sketch(p, size, canvas=(crops[i] // 3)) for p, i in zip(points, chosen)], axis=1)
     strip = np.concatenate([top, bottom], axis=0)
@@ -141,20 +140,19 @@ def main(argv: list[str] | None = None) -> int:
     results["demo_preprocess_seconds"] = time.perf_counter() - started
     if summary["clips_failed"]:
         logger.error("%d demo clips failed to preprocess", summary["clips_failed"])
-    shard_frames = sum(load_shard(work / "shards" / c["clip_id"]).num_frames for c in index["clips"])
-    tracked = sum(int(load_shard(work / "shards" / c["clip_id"]).detected.sum()) for c in index["clips"])
+    shards = {c["clip_id"]: load_shard(work / "shards" / c["clip_id"]) for c in index["clips"]}
+    shard_frames = sum(shard.num_frames for shard in shards.values())
+    tracked = sum(int(shard.detected.sum()) for shard in shards.values())
     results.update({"demo_clips": len(index["clips"]), "demo_seconds": index["total_seconds"],
                     "demo_frames": shard_frames, "demo_tracked_fraction": tracked / shard_frames})
-    results.update(lip_sync_truth(work / "corpus", work / "shards", index))
+    results.update(lip_sync_truth(work / "corpus", shards, index))
     results.update(preprocess_speed(work))
     demo_strip(work / "corpus", work / "shards", index, Path(args.strip))
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     rounded = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in results.items()}
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(rounded, indent=1) + "\n")
-    os.replace(tmp, out)
+    write_text_atomic(out, json.dumps(rounded, indent=1) + "\n")
     width = max(map(len, rounded))
     print(f"{'figure':<{width}}  value")
     for key, value in rounded.items():

@@ -16,7 +16,6 @@ import logging
 import multiprocessing
 import os
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np
 from scipy.signal import resample_poly
 from tqdm.auto import tqdm
 
+from ..arrays_io import write_text_atomic
 from ..errors import MemFaceInputError
 from ..parallel import limit_worker_threads
 from ..face.landmarks import CHIN
@@ -169,13 +169,6 @@ def blink_curve(num_frames: int, rng: np.random.Generator, fps: float = DEFAULT_
     return curve
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(handle, "w") as file:
-        file.write(text)
-    os.replace(tmp, path)
-
-
 def render_clip(plan: ClipPlan, animator: FaceAnimator, out_dir: str | os.PathLike,
                 fps: float = DEFAULT_FPS) -> dict:
     """Render one clip to ``out_dir/<clip_id>.mp4`` + ``.json``; returns the timeline dict."""
@@ -209,7 +202,7 @@ def render_clip(plan: ClipPlan, animator: FaceAnimator, out_dir: str | os.PathLi
         "blink": np.round(blinks, 3).tolist(),
         "head_roll_deg": [round(m.roll, 3) for m in motion],
     }
-    _atomic_write_text(out_dir / f"{plan.clip_id}.json", json.dumps(timeline))
+    write_text_atomic(out_dir / f"{plan.clip_id}.json", json.dumps(timeline))
     return timeline
 
 
@@ -279,5 +272,5 @@ def build_demo_corpus(out_dir: str | os.PathLike, minutes: float = 20.0, seed: i
         "splits": {name: [c["clip_id"] for c in clips if c["split"] == name] for name in SPLITS},
         "total_seconds": round(sum(c["duration"] for c in clips), 2), "clips": clips,
     }
-    _atomic_write_text(index_path, json.dumps(index, indent=1))
+    write_text_atomic(index_path, json.dumps(index, indent=1))
     return index

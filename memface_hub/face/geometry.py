@@ -65,6 +65,10 @@ class Poses:
         centred = points - self.translation[:, None, :]
         return np.einsum("tji,tnj->tni", self.rotation, centred) / self.scale[:, None, None]
 
+    def take(self, indices) -> "Poses":
+        """The poses of the frames ``indices`` (any numpy index)."""
+        return Poses(self.scale[indices], self.rotation[indices], self.translation[indices])
+
     def as_array(self) -> np.ndarray:
         """``(T, 13)`` float32: scale, 9 rotation entries, 3 translation entries (for shards)."""
         return np.concatenate([self.scale[:, None], self.rotation.reshape(-1, 9), self.translation],

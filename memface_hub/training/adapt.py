@@ -90,10 +90,8 @@ def finetune_renderer(renderer: MemFaceRenderer, shard_dir: Path, entries: int, 
     bar = tqdm(total=steps, disable=not progress, desc="fine-tuning renderer", unit="step")
     while step < budget and (seconds is None or time.perf_counter() - started < seconds):
         for batch in loader:
-            memory = {}
-            if renderer.memory_kind == "explicit":
-                memory = dict(memory_keys=keys, memory_values=renderer.encode_memory(patches), exclude=batch["exclude"])
-            output = renderer(batch["target"], batch["sketch"], batch["vertices"], **memory)
+            output = renderer(batch["target"], batch["sketch"], batch["vertices"],
+                              **renderer.memory_inputs(keys, patches, batch["exclude"]))
             loss = (output.image - batch["target"]).abs().mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

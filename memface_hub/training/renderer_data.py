@@ -52,9 +52,8 @@ class RendererFrames(torch.utils.data.Dataset):
             scale = self.crop_size / layout.size
             keep = [t for t in range(0, shard.num_frames, frame_step) if shard.valid[t]]
             wanted = set(keep)
-            points = project_mouth(shard.mouth_vertices[keep], type(shard.poses)(
-                shard.poses.scale[keep], shard.poses.rotation[keep], shard.poses.translation[keep]),
-                shard.crop_affines[keep]) * scale                                  # (n, V, 2) in crop pixels
+            points = project_mouth(shard.mouth_vertices[keep], shard.poses.take(keep),
+                                   shard.crop_affines[keep]) * scale                                  # (n, V, 2) in crop pixels
             position = 0
             for index, crop in enumerate(iter_frames(shard.crops_path)):
                 if index not in wanted:

@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+from ..arrays_io import write_text_atomic
 from ..data.shards import find_shards
 from .a2e_data import hash_split, read_splits
 
@@ -38,6 +39,4 @@ def save_state(accelerator, out: Path, state: dict) -> None:
     """Save the accelerate checkpoint (all processes) and the JSON state (main process, atomically)."""
     accelerator.save_state(str(out / CHECKPOINT_DIR))
     if accelerator.is_main_process:
-        tmp = out / f".{STATE_FILE}.tmp"
-        tmp.write_text(json.dumps(state, indent=1))
-        os.replace(tmp, out / STATE_FILE)
+        write_text_atomic(out / STATE_FILE, json.dumps(state, indent=1))

@@ -110,10 +110,8 @@ def train_renderer(config: RendererTrainingConfig) -> Path:
     box = unwrapped.patch_box
 
     def render(batch):
-        memory = {}
-        if unwrapped.memory_kind == "explicit":
-            memory = dict(memory_keys=keys, memory_values=unwrapped.encode_memory(patches), exclude=batch["exclude"])
-        return renderer(batch["target"], batch["sketch"], batch["vertices"], **memory)
+        return renderer(batch["target"], batch["sketch"], batch["vertices"],
+                        **unwrapped.memory_inputs(keys, patches, batch["exclude"]))
 
     state = resume_state(accelerator, out, config.resume,
                          {"epoch": 0, "step": 0, "best_val_psnr": None, "history": []})
