@@ -3,7 +3,11 @@
     memface demo-data --out data/demo            # synthetic talking-face corpus (~20 min)
     memface preprocess VIDEO... --out shards/    # clips → shards (resumable)
     memface fit-mouth-model shards/ --out mouth_model.safetensors
-    memface demo --out outputs/demo              # small corpus + one preprocessed clip
+    memface demo                                 # a talking video from the bundled demo weights, offline
+    memface generate --text "Hello there." --speaker demo --out hello.mp4
+    memface adapt VIDEO --out my_speaker/        # a new speaker from 15-60 s of video
+    memface push my_speaker/ --repo me/my-speaker --license cc-by-4.0 --consent "..."
+    memface pull me/my-speaker --out my_speaker/ ; memface list --author me
 """
 
 from __future__ import annotations
@@ -11,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -98,34 +101,166 @@ def _run_fit_mouth_model(args) -> int:
     return 0
 
 
+DEMO_SENTENCE = ("Hello! I am a synthetic talking face made by memface hub. "
+                 "My mouth moves with the words, but I am not a real recording.")
+
+
 def _add_demo(commands) -> None:
     parser = commands.add_parser(
-        "demo", help="quick start: build a small demo corpus and preprocess one clip",
-        description="Builds a ~1 minute demo corpus and preprocesses its first test clip, then prints "
-                    "where everything is.")
+        "demo", help="render a talking video with the bundled demo weights and speaker (offline)",
+        description="Speaks a built-in sentence with espeak-ng and renders it with the bundled demo pipeline and "
+                    "demo speaker: no download, no GPU. Writes <out>/demo.mp4 and a PNG strip of frames.")
     parser.add_argument("--out", default="outputs/demo", help="output folder (default: outputs/demo)")
-    parser.add_argument("--minutes", type=float, default=1.0, help="corpus length (default: 1)")
+    parser.add_argument("--text", default=DEMO_SENTENCE, help="what the demo speaker says")
     parser.set_defaults(handler=_run_demo)
 
 
 def _run_demo(args) -> int:
-    from .data.demo_corpus import build_demo_corpus
-    from .data.preprocess import preprocess_clip
-    from .data.shards import load_shard
-    from .face.geometry import mouth_opening
+    from .pipeline import MemFacePipeline, load_speaker
 
     out = Path(args.out)
-    index = build_demo_corpus(out / "corpus", minutes=args.minutes, workers=min(2, os.cpu_count() or 1))
-    clip = next(c for c in index["clips"] if c["split"] == "test")
-    result = preprocess_clip(out / "corpus" / clip["video"], out / "shards", progress=True)
-    shard = load_shard(out / "shards" / result.clip_id)
-    opening = mouth_opening(shard.mouth_vertices)
-    print(json.dumps({
-        "corpus": str((out / "corpus").resolve()), "corpus_clips": len(index["clips"]),
-        "corpus_seconds": index["total_seconds"], "clip": clip["video"], "text": clip["text"],
-        "shard": str(shard.path.resolve()), "frames": shard.num_frames,
-        "frames_tracked": int(shard.detected.sum()), "max_mouth_opening": round(float(opening.max()), 3),
-    }, indent=1))
+    out.mkdir(parents=True, exist_ok=True)
+    pipe = MemFacePipeline.from_pretrained()
+    result = pipe.generate_to_file(pipe.speak(args.text), load_speaker("demo"), out / "demo.mp4", progress=True)
+    strip = _frame_strip(out / "demo.mp4", out / "demo_strip.png")
+    print(json.dumps({"video": str(result.path.resolve()), "strip": str(strip.resolve()),
+                      "frames": result.num_frames, "seconds": round(result.num_frames / result.fps, 2),
+                      "generation_fps": round(result.num_frames / result.timings["total"], 1)}, indent=1))
+    return 0
+
+
+def _frame_strip(video: Path, out: Path, count: int = 6, height: int = 160) -> Path:
+    """A PNG row of ``count`` evenly spaced frames of ``video``."""
+    import cv2
+    import numpy as np
+
+    from .io.video import read_frames
+
+    frames = read_frames(video)
+    picks = np.linspace(0, len(frames) - 1, count).round().astype(int)
+    row = np.concatenate([cv2.resize(frames[i], (round(frames[i].shape[1] * height / frames[i].shape[0]), height),
+                                     interpolation=cv2.INTER_AREA) for i in picks], axis=1)
+    cv2.imwrite(str(out), cv2.cvtColor(row, cv2.COLOR_RGB2BGR))
+    return out
+
+
+def _add_generate(commands) -> None:
+    parser = commands.add_parser(
+        "generate", help="make a talking video from audio (or typed text) and a speaker memory",
+        description="Audio → expressions (a2e) → projected mouth on the speaker's template frames → renderer "
+                    "with the speaker's explicit memory → mp4 with the audio, labelled as synthetic. Streams in "
+                    "chunks, so long audio needs no more memory than short audio.")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--audio", help="speech audio (any file ffmpeg reads: wav, mp3, m4a, mp4, ...)")
+    source.add_argument("--text", help="typed text, spoken with espeak-ng instead of --audio")
+    parser.add_argument("--speaker", default="demo",
+                        help="speaker memory: a folder, a Hub repo id, or 'demo' for the bundled one (default: demo)")
+    parser.add_argument("--out", required=True, help="output mp4 (written atomically)")
+    parser.add_argument("--model", default=None,
+                        help="pipeline folder or Hub repo id (default: the bundled demo weights)")
+    parser.add_argument("--voice", default="en-us", help="espeak-ng voice for --text (default: en-us)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, mps (default: cpu)")
+    parser.add_argument("--max-seconds", type=float, default=900.0,
+                        help="refuse audio longer than this many seconds (default: 900)")
+    parser.set_defaults(handler=_run_generate)
+
+
+def _run_generate(args) -> int:
+    from .pipeline import MemFacePipeline, load_speaker
+
+    out = Path(args.out)
+    if out.suffix.lower() != ".mp4":
+        raise MemFaceInputError(out, "the output must be an .mp4 file")
+    pipe = MemFacePipeline.from_pretrained(args.model, device=args.device, max_audio_seconds=args.max_seconds)
+    audio = pipe.speak(args.text, voice=args.voice) if args.text is not None else args.audio
+    speaker = load_speaker(args.speaker)
+    result = pipe.generate_to_file(audio, speaker, out, seed=args.seed, progress=True)
+    logger.info("wrote %s: %d frames (%.1f s) at %.1f frames/s", out, result.num_frames,
+                result.num_frames / result.fps, result.num_frames / result.timings["total"])
+    return 0
+
+
+def _add_push(commands) -> None:
+    parser = commands.add_parser(
+        "push", help="upload a speaker memory (or a pipeline folder) to the Hub as its own repo",
+        description="A speaker-memory folder (speaker.json) goes up with a card recording its license, consent "
+                    "statement and source; a pipeline folder (model_index.json) goes up with its card. The token "
+                    "comes from --token, HF_TOKEN or `hf auth login`, and is never stored by memface.")
+    parser.add_argument("folder", help="speaker-memory folder or pipeline folder")
+    parser.add_argument("--repo", required=True, help="Hub repo id, e.g. your-name/my-speaker")
+    parser.add_argument("--license", default=None, help="license of the speaker memory (required for speakers), "
+                                                         "e.g. cc-by-4.0")
+    parser.add_argument("--consent", default=None,
+                        help="consent statement of the person shown (required for speakers)")
+    parser.add_argument("--source", default="", help="where the speaker's video comes from")
+    parser.add_argument("--base-model", default=None, help="pipeline repo the speaker was made for")
+    parser.add_argument("--private", action="store_true", help="create the repo as private")
+    parser.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN / the saved login)")
+    parser.set_defaults(handler=_run_push)
+
+
+def _run_push(args) -> int:
+    from .pipeline import PIPELINE_INDEX, MemFacePipeline
+    from .speaker import SPEAKER_FILE, SpeakerMemory
+
+    folder = Path(args.folder)
+    if (folder / SPEAKER_FILE).is_file():
+        speaker = SpeakerMemory.from_pretrained(folder)
+        url = speaker.push_to_hub(args.repo, private=args.private, license=args.license or "",
+                                  consent=args.consent or "", base_model=args.base_model,
+                                  source_description=args.source, token=args.token)
+    elif (folder / PIPELINE_INDEX).is_file():
+        url = MemFacePipeline.from_pretrained(folder).push_to_hub(args.repo, private=args.private, token=args.token)
+    else:
+        raise MemFaceInputError(folder, f"is neither a speaker memory ({SPEAKER_FILE}) nor a pipeline ({PIPELINE_INDEX})")
+    print(url)
+    return 0
+
+
+def _add_pull(commands) -> None:
+    parser = commands.add_parser(
+        "pull", help="download a speaker memory (or a pipeline) from the Hub into a folder",
+        description="Downloads only JSON, safetensors and the template video, validates everything, and writes "
+                    "the folder atomically. Repos carrying pickle files are refused.")
+    parser.add_argument("repo", help="Hub repo id")
+    parser.add_argument("--out", required=True, help="destination folder")
+    parser.add_argument("--revision", default=None, help="branch, tag or commit (default: main)")
+    parser.add_argument("--token", default=None, help="Hub token for private repos")
+    parser.set_defaults(handler=_run_pull)
+
+
+def _run_pull(args) -> int:
+    from huggingface_hub import HfApi
+
+    from .pipeline import PIPELINE_INDEX, MemFacePipeline
+    from .speaker import SPEAKER_FILE, SpeakerMemory
+
+    files = HfApi(token=args.token).list_repo_files(args.repo, revision=args.revision)
+    if SPEAKER_FILE in files:
+        SpeakerMemory.from_pretrained(args.repo, revision=args.revision, token=args.token).save_pretrained(args.out)
+    elif PIPELINE_INDEX in files:
+        MemFacePipeline.from_pretrained(args.repo, revision=args.revision, token=args.token).save_pretrained(args.out)
+    else:
+        raise MemFaceInputError(args.repo, "is neither a memface speaker memory nor a memface pipeline")
+    print(Path(args.out).resolve())
+    return 0
+
+
+def _add_list(commands) -> None:
+    parser = commands.add_parser(
+        "list", help="list speaker memories on the Hub (tag memface-speaker)",
+        description="Lists model repos tagged memface-speaker, optionally only one author's.")
+    parser.add_argument("--author", default=None, help="only this user's or organisation's speakers")
+    parser.add_argument("--token", default=None, help="Hub token (to include your private speakers)")
+    parser.set_defaults(handler=_run_list)
+
+
+def _run_list(args) -> int:
+    from .speaker import list_speakers
+
+    for speaker in list_speakers(author=args.author, token=args.token):
+        print(getattr(speaker, "id", speaker))
     return 0
 
 
@@ -220,6 +355,8 @@ def _add_train_renderer(commands) -> None:
     parser.add_argument("--entries", type=int, default=300, help="memory entries N (default: 300)")
     parser.add_argument("--frame-step", type=int, default=2, help="use every n-th frame (default: 2)")
     parser.add_argument("--epochs", type=int, default=10, help="training epochs (default: 10)")
+    parser.add_argument("--max-steps", type=int, default=None,
+                        help="stop after this many batches, even mid-epoch (default: no limit)")
     parser.add_argument("--batch-size", type=int, default=8, help="images per batch and process (default: 8)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint")
@@ -232,7 +369,7 @@ def _run_train_renderer(args) -> int:
     best = train_renderer(RendererTrainingConfig(
         shards=args.shards, output_dir=args.out, splits=args.splits, memory=args.memory, crop_size=args.crop_size,
         memory_entries=args.entries, frame_step=args.frame_step, epochs=args.epochs, batch_size=args.batch_size,
-        seed=args.seed, resume=args.resume))
+        max_steps=args.max_steps, seed=args.seed, resume=args.resume))
     logger.info("best renderer: %s", Path(best).resolve())
     return 0
 
@@ -271,8 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="memface", description="MemFace talking-face generation tools.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_demo, _add_demo_data, _add_preprocess, _add_fit_mouth_model, _add_train_a2e, _add_eval_a2e,
-                _add_train_renderer, _add_adapt):
+    for add in (_add_demo, _add_generate, _add_adapt, _add_push, _add_pull, _add_list, _add_demo_data,
+                _add_preprocess, _add_fit_mouth_model, _add_train_a2e, _add_eval_a2e, _add_train_renderer):
         add(commands)
     return parser
 

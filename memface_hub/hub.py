@@ -19,6 +19,30 @@ from safetensors import SafetensorError, safe_open
 from .errors import MemFaceInputError
 
 WEIGHTS_FILE = "model.safetensors"
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".npy", ".npz", ".joblib")
+
+
+def refuse_pickle_files(repo_id: str, revision: str | None = None, token: str | bool | None = None,
+                        repo_type: str | None = None) -> None:
+    """Refuse a Hub repo that carries pickle-capable files, before anything is downloaded.
+
+    Offline (``HF_HUB_OFFLINE=1``) there is nothing to ask; the caller then reads only the
+    JSON and safetensors files already in the cache.
+    """
+    from huggingface_hub import HfApi, constants
+    from huggingface_hub.errors import HfHubHTTPError
+
+    if constants.HF_HUB_OFFLINE:
+        return
+    try:
+        files = HfApi(token=token).list_repo_files(repo_id, revision=revision, repo_type=repo_type)
+    except (HfHubHTTPError, ValueError, OSError) as err:
+        raise MemFaceInputError(repo_id, f"cannot read the repo on the Hub ({type(err).__name__}: "
+                                f"{str(err).splitlines()[0] if str(err) else ''})") from None
+    unsafe = sorted(name for name in files if name.lower().endswith(PICKLE_SUFFIXES))
+    if unsafe:
+        raise MemFaceInputError(repo_id, f"repo carries pickle-capable files {unsafe[:5]}; memface_hub loads "
+                                "only safetensors and JSON")
 
 
 def load_state_strict(model: torch.nn.Module, path: str | os.PathLike, map_location: str = "cpu") -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -81,6 +82,7 @@ class MemFaceRenderer(nn.Module, StrictHubMixin, library_name="memface_hub",
         if crop_size % (2 ** depth):
             raise ValueError(f"crop_size {crop_size} must be divisible by 2**depth = {2 ** depth}")
         self.crop_size, self.depth, self.memory_kind = crop_size, depth, memory
+        self.num_mouth_vertices = int(num_mouth_vertices)
         self.crop_layout = {k: v for k, v in layout.__dict__.items()}
         top, bottom, left, right = layout.mouth_box()
         self.patch_box = (top, bottom, left, right)
@@ -133,6 +135,23 @@ class MemFaceRenderer(nn.Module, StrictHubMixin, library_name="memface_hub",
         if self.memory_kind != "explicit":
             return {}
         return {"memory_keys": keys, "memory_values": self.encode_memory(patches), "exclude": exclude}
+
+    @torch.no_grad()
+    def speaker_memory_inputs(self, keys: np.ndarray | torch.Tensor, values: np.ndarray | torch.Tensor
+                              ) -> dict[str, torch.Tensor]:
+        """Inference: a speaker's keys ``(N, V, 3)`` float and patches ``(N, 3, h, w)`` uint8 (any
+        crop size: resized to this renderer's mouth box) → :meth:`forward` keyword arguments with the
+        values encoded once, to reuse for every frame; empty without an explicit memory."""
+        if self.memory_kind != "explicit":
+            return {}
+        device = self.out.weight.device
+        keys = torch.as_tensor(np.asarray(keys, np.float32)).to(device)
+        patches = torch.as_tensor(np.asarray(values)).to(device).float() / 255.0           # (N, 3, h, w)
+        top, bottom, left, right = self.patch_box
+        if patches.shape[-2:] != (bottom - top, right - left):
+            patches = F.interpolate(patches, size=(bottom - top, right - left), mode="bilinear",
+                                    align_corners=False, antialias=True)
+        return {"memory_keys": keys, "memory_values": self.encode_memory(patches)}
 
     # -- the model -------------------------------------------------------------------------------
     def forward(self, template: torch.Tensor, sketch: torch.Tensor, vertices: torch.Tensor,

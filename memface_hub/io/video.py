@@ -239,3 +239,30 @@ class VideoWriter:
             self.close()
         else:
             self.abort()
+
+
+def concatenate_videos(paths: list[str | os.PathLike], seconds: float, out: str | os.PathLike) -> Path:
+    """Join whole clips (video + audio, same size and rate) until ``seconds`` are covered, cut to
+    exactly that length, into ``out`` (H.264 + AAC), atomically."""
+    total, chosen = 0.0, []
+    for path in paths:
+        chosen.append(Path(_check_file(path)).resolve())
+        total += probe(path).duration
+        if total >= seconds:
+            break
+    if total < seconds:
+        raise MemFaceInputError(out, f"only {total:.1f} s of video to make a {seconds:g} s clip")
+    out = Path(out)
+    with tempfile.TemporaryDirectory(prefix=".memface-concat-", dir=out.parent) as work:
+        listing = Path(work) / "clips.txt"
+        listing.write_text("".join(f"file '{path}'\n" for path in chosen))
+        joined = Path(work) / ("joined" + (out.suffix or ".mp4"))
+        result = subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-f", "concat", "-safe", "0",
+                                 "-i", str(listing), "-t", f"{seconds:.3f}", "-c:v", "libx264", "-crf", "12",
+                                 "-pix_fmt", "yuv420p", "-c:a", "aac", str(joined)], capture_output=True)
+        if result.returncode != 0:
+            message = result.stderr.decode(errors="replace").strip().splitlines()
+            raise MemFaceInputError(out, f"cannot join the clips ({message[-1] if message else 'ffmpeg failed'})")
+        os.replace(joined, out)
+    return out
+

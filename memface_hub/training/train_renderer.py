@@ -48,7 +48,9 @@ class RendererTrainingConfig:
     learning_rate: float = 2e-4
     l1_weight: float = 1.0
     perceptual_weight: float = 0.1
+    perceptual_size: int = 112
     gan_weight: float = 0.01
+    max_steps: int | None = None
     seed: int = 0
     resume: bool = False
     progress: bool = True
@@ -67,8 +69,23 @@ def mouth_psnr(output: torch.Tensor, target: torch.Tensor, box) -> torch.Tensor:
     return 10 * torch.log10(255.0 ** 2 / mse)
 
 
-def train_renderer(config: RendererTrainingConfig) -> Path:
-    """Run training; returns ``<out>/best``."""
+def load_renderer_data(config: RendererTrainingConfig, progress: bool = True
+                       ) -> tuple[RendererFrames, RendererFrames]:
+    """Training and validation frames of ``config.shards``; the memory bank (Alg. 1) is built
+    from the training frames only and read by both. Reusable across runs with the same data."""
+    train_ids, val_ids = split_shards(config.shards, config.splits)
+    root = Path(config.shards)
+    train_set = RendererFrames([root / c for c in train_ids], config.crop_size, config.frame_step,
+                               progress=progress)
+    val_set = RendererFrames([root / c for c in val_ids], config.crop_size, config.frame_step * 4)
+    val_set.use_memory(train_set.build_memory(config.memory_entries))
+    return train_set, val_set
+
+
+def train_renderer(config: RendererTrainingConfig,
+                   data: tuple[RendererFrames, RendererFrames] | None = None) -> Path:
+    """Run training (``config.epochs``, or stop after ``config.max_steps`` batches); ``data``
+    is what :func:`load_renderer_data` returns, loaded here when not given. Returns ``<out>/best``."""
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
@@ -82,20 +99,15 @@ def train_renderer(config: RendererTrainingConfig) -> Path:
         (out / "training_config.json").write_text(json.dumps(asdict(config), indent=1))
 
     # 1. data and the memory bank (from training frames only)
-    train_ids, val_ids = split_shards(config.shards, config.splits)
-    root = Path(config.shards)
-    train_set = RendererFrames([root / c for c in train_ids], config.crop_size, config.frame_step,
-                               progress=config.progress and accelerator.is_main_process)
-    val_set = RendererFrames([root / c for c in val_ids], config.crop_size, config.frame_step * 4)
-    bank = train_set.build_memory(config.memory_entries)
-    val_set.use_memory(bank)
+    train_set, val_set = data or load_renderer_data(config, config.progress and accelerator.is_main_process)
+    bank = train_set.bank
 
     # 2. models, losses, optimisers
     renderer = MemFaceRenderer(crop_size=config.crop_size, base_channels=config.base_channels, depth=config.depth,
                                memory=config.memory, implicit_slots=config.memory_entries,
                                crop_layout={k: v for k, v in train_set.layout.__dict__.items()})
     discriminator = PatchDiscriminator()
-    perceptual = PerceptualMetric().to(accelerator.device)
+    perceptual = PerceptualMetric(size=config.perceptual_size).to(accelerator.device) if config.perceptual_weight else None
     keys = torch.from_numpy(bank.keys).to(accelerator.device)
     patches = torch.from_numpy(bank.patches).float().div(255).to(accelerator.device)
     generator = torch.Generator().manual_seed(config.seed)
@@ -118,11 +130,15 @@ def train_renderer(config: RendererTrainingConfig) -> Path:
 
     images_seen, seconds = 0, 0.0
     for epoch in range(state["epoch"], config.epochs):
+        if config.max_steps is not None and state["step"] >= config.max_steps:
+            break
         renderer.train()
         started = time.perf_counter()
         bar = tqdm(train_loader, disable=not (config.progress and accelerator.is_local_main_process),
                    desc=f"renderer epoch {epoch + 1}/{config.epochs}", unit="batch")
         for batch in bar:
+            if config.max_steps is not None and state["step"] >= config.max_steps:
+                break
             output = render(batch)
             fake, real = mouth_boxes(output.image, box), mouth_boxes(batch["target"], box)
             # discriminator (hinge)
@@ -132,8 +148,10 @@ def train_renderer(config: RendererTrainingConfig) -> Path:
             optimizer_d.step()
             # renderer: eq. 6
             l1 = (output.image - batch["target"]).abs().mean()
-            loss = (config.l1_weight * l1 + config.perceptual_weight * perceptual(fake, real)
-                    - config.gan_weight * discriminator(fake).mean() + 0.01 * unwrapped.memory_regulariser())
+            loss = (config.l1_weight * l1 - config.gan_weight * discriminator(fake).mean()
+                    + 0.01 * unwrapped.memory_regulariser())
+            if perceptual is not None:
+                loss = loss + config.perceptual_weight * perceptual(fake, real)
             optimizer.zero_grad(set_to_none=True)
             accelerator.backward(loss)
             optimizer.step()

@@ -1,0 +1,435 @@
+"""MemFacePipeline: speech audio + a speaker memory → a talking video (inference only, DESIGN §5).
+
+Audio → front end → a2e (implicit memory) → mouth vertices → projected mouth on the speaker's
+template frames (looped back and forth to cover the audio) → renderer with the speaker's explicit
+memory → paste-back into the full frame → mp4 with the audio muxed in. Frames are made and written
+in chunks, so memory stays flat however long the audio is.
+
+Example::
+
+    from memface_hub import MemFacePipeline, load_speaker
+
+    pipe = MemFacePipeline.from_pretrained()            # bundled demo weights (or a Hub id / folder)
+    speaker = load_speaker("demo")                       # bundled demo speaker (or a Hub id / folder)
+    result = pipe.generate_to_file("speech.wav", speaker, "talking.mp4")
+    print(result.num_frames, result.timings)
+
+A pipeline repo holds ``model_index.json`` + ``a2e/`` + ``renderer/`` (each ``config.json`` +
+``model.safetensors``) and a ``README.md`` card; only JSON and safetensors are ever read.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from . import __version__
+from .a2e import MemFaceAudioToExpression
+from .audio import build_frontend
+from .audio.base import AudioFrontEnd
+from .errors import MemFaceInputError
+from .face.geometry import Poses
+from .face.sketch import draw_mouth_sketch, project_mouth
+from .hub import refuse_pickle_files
+from .io.audio import AUDIO_SAMPLE_RATE, load_audio
+from .io.video import SYNTHETIC_LABEL, VideoWriter, iter_frames
+from .renderer import MemFaceRenderer
+from .speaker import SpeakerMemory
+
+logger = logging.getLogger(__name__)
+
+PIPELINE_INDEX = "model_index.json"
+PIPELINE_FORMAT_VERSION = 1
+ASSETS = Path(__file__).resolve().parent / "assets"
+DEMO_PIPELINE = ASSETS / "demo_pipeline"
+DEMO_SPEAKER = ASSETS / "demo_speaker"
+DEFAULT_MAX_AUDIO_SECONDS = 900.0
+PIPELINE_FILES = [PIPELINE_INDEX, "README.md", "a2e/config.json", "a2e/model.safetensors",
+                  "renderer/config.json", "renderer/model.safetensors"]
+
+
+@dataclass
+class GenerationOutput:
+    """What one generation produced. ``T`` frames at ``fps``."""
+
+    num_frames: int
+    fps: float
+    expressions: np.ndarray          # (T, K) predicted mouth expression coefficients
+    retrievals: np.ndarray           # (T, k) int: the speaker-memory entries each frame read most
+    retrieval_weights: np.ndarray    # (T, k) float: their attention weights
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, and first_frame_s
+    frames: np.ndarray | None = None  # (T, H, W, 3) uint8, when kept in memory
+    path: Path | None = None          # the mp4, when written to a file
+
+
+def load_speaker(name_or_path: str | os.PathLike | SpeakerMemory, **hub_kwargs) -> SpeakerMemory:
+    """``"demo"`` (the bundled demo speaker), a speaker-memory folder, or a Hub repo id."""
+    if isinstance(name_or_path, SpeakerMemory):
+        return name_or_path
+    if str(name_or_path) == "demo":
+        return SpeakerMemory.from_pretrained(DEMO_SPEAKER)
+    return SpeakerMemory.from_pretrained(name_or_path, **hub_kwargs)
+
+
+def pingpong_indices(start: int, count: int, length: int) -> np.ndarray:
+    """Template frame for output frames ``start .. start+count-1``: 0, 1, …, L−1, L−2, …, 1, 0, 1, …"""
+    steps = np.arange(start, start + count)
+    if length == 1:
+        return np.zeros(count, np.int64)
+    period = 2 * (length - 1)
+    phase = steps % period
+    return np.where(phase < length, phase, period - phase).astype(np.int64)
+
+
+class TemplateFrames:
+    """A speaker's template video decoded once into a disk-backed array (flat RAM for any length)."""
+
+    def __init__(self, speaker: SpeakerMemory):
+        self._tmp = tempfile.TemporaryDirectory(prefix="memface-template-")
+        first = next(iter_frames(speaker.template_path, fps=speaker.meta["fps"]))
+        count = len(speaker.poses)
+        self.frames = np.lib.format.open_memmap(os.path.join(self._tmp.name, "frames.npy"), mode="w+",
+                                                dtype=np.uint8, shape=(count, *first.shape))   # (T, H, W, 3)
+        written = 0
+        for index, frame in enumerate(iter_frames(speaker.template_path, fps=speaker.meta["fps"], max_frames=count)):
+            if frame.shape != first.shape:
+                raise MemFaceInputError(speaker.template_path, "template frames change size")
+            self.frames[index] = frame
+            written = index + 1
+        if written < count:
+            raise MemFaceInputError(speaker.template_path, f"template has {written} frames, the tracks {count}")
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+
+def _box_in_frame(affine: np.ndarray, box: tuple[int, int, int, int], width: int, height: int,
+                  margin: int = 2) -> tuple[int, int, int, int]:
+    """Bounds ``(x0, y0, x1, y1)`` in the frame of the crop box ``(top, bottom, left, right)``."""
+    top, bottom, left, right = box
+    corners = np.array([[left, top], [right, top], [left, bottom], [right, bottom]], np.float64)
+    inverse = cv2.invertAffineTransform(affine)
+    points = corners @ inverse[:, :2].T + inverse[:, 2]
+    x0, y0 = np.floor(points.min(0)).astype(int) - margin
+    x1, y1 = np.ceil(points.max(0)).astype(int) + margin
+    return max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
+
+
+def paste_mouth(frame: np.ndarray, crop: np.ndarray, affine: np.ndarray, mask: np.ndarray,
+                box: tuple[int, int, int, int]) -> np.ndarray:
+    """Blend the rendered crop ``(S, S, 3)`` into ``frame`` ``(H, W, 3)`` (in place) with ``mask``
+    ``(S, S)``, warping only the frame region around the crop's mouth ``box`` (fast paste-back)."""
+    height, width = frame.shape[:2]
+    x0, y0, x1, y1 = _box_in_frame(affine, box, width, height)
+    if x1 <= x0 or y1 <= y0:
+        return frame
+    inverse = cv2.invertAffineTransform(affine)
+    inverse[:, 2] -= (x0, y0)
+    size = (x1 - x0, y1 - y0)
+    back = cv2.warpAffine(crop, inverse, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    weight = cv2.warpAffine(mask, inverse, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                            borderValue=0.0)[..., None]
+    region = frame[y0:y1, x0:x1].astype(np.float32)
+    frame[y0:y1, x0:x1] = np.clip(region + (back.astype(np.float32) - region) * weight + 0.5, 0, 255).astype(np.uint8)
+    return frame
+
+
+class MemFacePipeline:
+    """Inference glue around :class:`MemFaceAudioToExpression` and :class:`MemFaceRenderer`."""
+
+    def __init__(self, a2e: MemFaceAudioToExpression, renderer: MemFaceRenderer,
+                 frontend: AudioFrontEnd | None = None, max_audio_seconds: float = DEFAULT_MAX_AUDIO_SECONDS):
+        if a2e.num_mouth_vertices != renderer.num_mouth_vertices:
+            raise ValueError(f"a2e predicts {a2e.num_mouth_vertices} mouth vertices, "
+                             f"the renderer reads {renderer.num_mouth_vertices}")
+        self.a2e, self.renderer = a2e.eval(), renderer.eval()
+        self.frontend = frontend or build_frontend(a2e.frontend or "mel")
+        if self.frontend.feature_dim != a2e.feature_dim:
+            raise ValueError(f"front end {self.frontend.name} gives {self.frontend.feature_dim} features, "
+                             f"the a2e model expects {a2e.feature_dim}")
+        self.max_audio_seconds = float(max_audio_seconds)
+        self.device, self.dtype = torch.device("cpu"), torch.float32
+        self._speaker_cache: dict[int, tuple[SpeakerMemory, dict, TemplateFrames]] = {}
+
+    # -- loading and saving -------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike | None = None, *, revision: str | None = None,
+                        token: str | bool | None = None, cache_dir: str | os.PathLike | None = None,
+                        device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+                        **kwargs) -> "MemFacePipeline":
+        """A pipeline folder, a Hub repo id, or (``None``) the bundled demo weights."""
+        directory = Path(name_or_path) if name_or_path is not None else DEMO_PIPELINE
+        if name_or_path is not None and not directory.is_dir():
+            directory = _download_pipeline(str(name_or_path), revision, token, cache_dir)
+        index_path = directory / PIPELINE_INDEX
+        if not index_path.is_file():
+            raise MemFaceInputError(directory, f"not a memface pipeline (no {PIPELINE_INDEX})")
+        try:
+            index = json.loads(index_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise MemFaceInputError(index_path, f"not valid JSON ({err})") from None
+        if not isinstance(index, dict) or index.get("_class_name") != cls.__name__:
+            raise MemFaceInputError(index_path, f"not a {cls.__name__} index")
+        if index.get("format_version") != PIPELINE_FORMAT_VERSION:
+            raise MemFaceInputError(index_path, f"pipeline format version {index.get('format_version')!r} is not "
+                                    f"supported (this memface_hub reads version {PIPELINE_FORMAT_VERSION})")
+        expected = {"a2e": ["memface_hub", "MemFaceAudioToExpression"], "renderer": ["memface_hub", "MemFaceRenderer"]}
+        for part, spec in expected.items():
+            if index.get(part) != spec:
+                raise MemFaceInputError(index_path, f"component {part!r} must be {spec}, got {index.get(part)!r}")
+        a2e = MemFaceAudioToExpression.from_pretrained(directory / "a2e")
+        renderer = MemFaceRenderer.from_pretrained(directory / "renderer")
+        return cls(a2e, renderer, **kwargs).to(device, dtype)
+
+    def save_pretrained(self, directory: str | os.PathLike, card: bool = True) -> Path:
+        """Write ``model_index.json``, ``a2e/``, ``renderer/`` (and a model card) atomically."""
+        directory = Path(directory)
+        if directory.exists() and any(directory.iterdir()) and not (directory / PIPELINE_INDEX).exists():
+            raise MemFaceInputError(directory, "exists and is not a memface pipeline; refusing to overwrite")
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+        try:
+            self.a2e.save_pretrained(staging / "a2e")
+            self.renderer.save_pretrained(staging / "renderer")
+            for name in ("a2e", "renderer"):
+                (staging / name / "README.md").unlink(missing_ok=True)
+            index = {"_class_name": type(self).__name__, "_memface_version": __version__,
+                     "format_version": PIPELINE_FORMAT_VERSION,
+                     "a2e": ["memface_hub", "MemFaceAudioToExpression"], "renderer": ["memface_hub", "MemFaceRenderer"],
+                     "frontend": self.frontend.config(), "crop_size": self.renderer.crop_size}
+            (staging / PIPELINE_INDEX).write_text(json.dumps(index, indent=1))
+            if card:
+                from .cards import pipeline_card
+
+                (staging / "README.md").write_text(pipeline_card(self))
+            for path in staging.rglob("*"):
+                path.chmod(0o755 if path.is_dir() else 0o644)
+            staging.chmod(0o755)
+            if directory.exists():
+                shutil.rmtree(directory)
+            os.replace(staging, directory)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
+        return directory
+
+    def push_to_hub(self, repo_id: str, *, private: bool = False, token: str | None = None,
+                    commit_message: str = "Upload MemFace pipeline") -> str:
+        """Save to a temporary folder and upload it as the model repo ``repo_id``; returns its URL."""
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+        with tempfile.TemporaryDirectory(prefix="memface-push-") as work:
+            folder = self.save_pretrained(Path(work) / "pipeline")
+            api.create_repo(repo_id, private=private, exist_ok=True)
+            api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message=commit_message)
+        return f"{api.endpoint}/{repo_id}"
+
+    def to(self, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> "MemFacePipeline":
+        """Move both models (CPU default; ``"cuda"``/``"mps"`` and half precision when asked)."""
+        self.device, self.dtype = torch.device(device), dtype
+        self.a2e.to(self.device)                                  # a2e stays float32: its memory softmax is small
+        self.renderer.to(self.device, dtype)
+        self._speaker_cache.clear()
+        return self
+
+    # -- inputs -------------------------------------------------------------------------------
+    def load_waveform(self, audio: str | os.PathLike | np.ndarray | tuple[np.ndarray, int],
+                      sampling_rate: int | None = None) -> np.ndarray:
+        """A path (any container ffmpeg reads), or samples with their rate → 16 kHz mono float32."""
+        if isinstance(audio, (str, os.PathLike)):
+            return load_audio(audio, AUDIO_SAMPLE_RATE, max_seconds=self.max_audio_seconds)
+        if isinstance(audio, tuple):
+            audio, sampling_rate = audio
+        waveform = np.asarray(audio, np.float32)
+        if sampling_rate is None:
+            raise MemFaceInputError("audio", "samples need their sampling_rate")
+        if waveform.ndim == 2:
+            waveform = waveform.mean(axis=0 if waveform.shape[0] < waveform.shape[1] else 1)
+        if waveform.ndim != 1:
+            raise MemFaceInputError("audio", f"expected mono samples (samples,), got shape {waveform.shape}")
+        seconds = len(waveform) / float(sampling_rate)
+        if seconds > self.max_audio_seconds:
+            raise MemFaceInputError("audio", f"audio is {seconds:.1f} s long, the limit is {self.max_audio_seconds:g} s")
+        if int(sampling_rate) != AUDIO_SAMPLE_RATE:
+            import librosa
+
+            waveform = librosa.resample(waveform, orig_sr=int(sampling_rate), target_sr=AUDIO_SAMPLE_RATE)
+        return waveform.astype(np.float32)
+
+    def renderer_for(self, speaker: SpeakerMemory) -> MemFaceRenderer:
+        """The renderer to use for ``speaker``: with its fine-tuned weight delta applied when the
+        speaker folder carries one (``memface adapt --finetune-...``), else the shared renderer."""
+        from .training.adapt import DELTA_FILE, apply_renderer_delta
+
+        delta = Path(speaker.template_path).parent / DELTA_FILE if speaker.template_path else None
+        if delta is None or not delta.is_file():
+            return self.renderer
+        tuned = copy.deepcopy(self.renderer).float()
+        return apply_renderer_delta(tuned, delta).to(self.device, self.dtype).eval()
+
+    def _prepare_speaker(self, speaker: SpeakerMemory) -> tuple[MemFaceRenderer, dict, TemplateFrames]:
+        cached = self._speaker_cache.get(id(speaker))
+        if cached is not None and cached[0] is speaker:
+            return cached[1:]
+        renderer = self.renderer_for(speaker)
+        memory = renderer.speaker_memory_inputs(speaker.keys, speaker.values)
+        memory = {key: value.to(self.device, self.dtype) for key, value in memory.items()}
+        template = TemplateFrames(speaker)
+        self._speaker_cache = {id(speaker): (speaker, renderer, memory, template)}   # one speaker at a time
+        return renderer, memory, template
+
+    # -- generation ---------------------------------------------------------------------------
+    @torch.inference_mode()
+    def stream(self, audio, speaker: SpeakerMemory | str, sampling_rate: int | None = None, seed: int = 0,
+               chunk_size: int = 16, top_k: int = 4, timings: dict[str, float] | None = None,
+               progress: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """Yield chunks ``(frames (c, H, W, 3) uint8, expressions (c, K), retrievals (c, k), weights (c, k))``."""
+        from tqdm.auto import tqdm
+
+        timings = {} if timings is None else timings
+        speaker = load_speaker(speaker)
+        torch.manual_seed(seed)
+        clock = time.perf_counter()
+
+        def lap(stage: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            timings[stage] = timings.get(stage, 0.0) + now - clock
+            clock = now
+
+        # 1. audio features → expressions → mouth vertices
+        waveform = self.load_waveform(audio, sampling_rate)
+        features = self.frontend(waveform, AUDIO_SAMPLE_RATE)                             # (T, F)
+        lap("features")
+        expressions = self.a2e.predict(torch.from_numpy(features).to(self.device)).float()  # (T, K)
+        neutral = torch.from_numpy(speaker.neutral).to(self.device)
+        vertices = self.a2e.vertices(expressions, neutral).cpu().numpy()                   # (T, V, 3)
+        expressions = expressions.cpu().numpy()
+        lap("a2e")
+        # 2. the speaker: encoded memory, template frames, poses and crop transforms at the renderer's size
+        renderer, memory, template = self._prepare_speaker(speaker)
+        size = self.renderer.crop_size
+        affines = speaker.crop_affines.astype(np.float64) * (size / speaker.layout.size)   # (L, 2, 3) frame → crop
+        poses = Poses.from_array(speaker.poses)
+        mask = self.renderer.mouth_mask[0, 0].float().cpu().numpy()                        # (S, S)
+        box = self.renderer.patch_box
+        lap("speaker")
+        bar = tqdm(total=len(vertices), disable=not progress, desc="generating", unit="frame")
+        for start in range(0, len(vertices), chunk_size):
+            # 3. draw the projected mouth on the template crops
+            stop = min(start + chunk_size, len(vertices))
+            index = pingpong_indices(start, stop - start, len(template))
+            points = project_mouth(vertices[start:stop], poses.take(index), affines[index])  # (c, V, 2)
+            frames = template.frames[index]                                                 # (c, H, W, 3)
+            crops = np.stack([cv2.warpAffine(frame, affine, (size, size), flags=cv2.INTER_LINEAR,
+                                             borderMode=cv2.BORDER_REPLICATE) for frame, affine in zip(frames, affines[index])])
+            sketches = np.stack([draw_mouth_sketch(p, size) for p in points])
+            lap("drawing")
+            # 4. render with the speaker's explicit memory
+            to_tensor = lambda images: torch.from_numpy(images).to(self.device).permute(0, 3, 1, 2).to(self.dtype) / 255  # noqa: E731
+            output = renderer(to_tensor(crops), to_tensor(sketches),
+                                   torch.from_numpy(vertices[start:stop]).to(self.device, self.dtype), **memory)
+            rendered = (output.image.float().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+            if output.memory_attention is not None:
+                weights, entries = output.memory_attention.float().topk(min(top_k, output.memory_attention.shape[-1]), dim=-1)
+                weights, entries = weights.cpu().numpy(), entries.cpu().numpy()
+            else:
+                entries = np.full((stop - start, top_k), -1, np.int64)
+                weights = np.zeros((stop - start, top_k), np.float32)
+            lap("renderer")
+            # 5. paste the mouth back into the full frames
+            out = np.array(frames)
+            for frame, crop, affine in zip(out, rendered, affines[index]):
+                paste_mouth(frame, crop, affine, mask, box)
+            lap("paste_back")
+            yield out, expressions[start:stop], entries, weights
+            clock = time.perf_counter()          # time spent by the consumer is not ours
+            bar.update(stop - start)
+        bar.close()
+
+    def __call__(self, audio, speaker: SpeakerMemory | str = "demo", sampling_rate: int | None = None,
+                 seed: int = 0, progress: bool = False) -> GenerationOutput:
+        """Generate in memory: ``frames`` ``(T, H, W, 3)`` uint8 (use :meth:`generate_to_file` for long audio)."""
+        return self._run(audio, speaker, sampling_rate, seed, progress, sink=None)
+
+    def generate_to_file(self, audio, speaker: SpeakerMemory | str, path: str | os.PathLike,
+                         sampling_rate: int | None = None, seed: int = 0, progress: bool = False,
+                         crf: int = 18) -> GenerationOutput:
+        """Stream the video into ``path`` (mp4, H.264 + AAC), atomically, labelled as synthetic."""
+        path = Path(path)
+        waveform = self.load_waveform(audio, sampling_rate)
+        metadata = {"comment": SYNTHETIC_LABEL, "description": SYNTHETIC_LABEL,
+                    "encoder": f"memface_hub {__version__}"}
+        writer = VideoWriter(path, fps=self.frontend.fps, audio=(waveform, AUDIO_SAMPLE_RATE), crf=crf,
+                             metadata=metadata)
+        try:
+            result = self._run(waveform, speaker, AUDIO_SAMPLE_RATE, seed, progress, sink=writer.write)
+            started = time.perf_counter()
+            writer.close()
+            result.timings["encoding"] = result.timings.get("encoding", 0.0) + time.perf_counter() - started
+        except BaseException:
+            writer.abort()
+            raise
+        result.path = path
+        return result
+
+    def speak(self, text: str, voice: str = "en-us", rate: int = 165) -> tuple[np.ndarray, int]:
+        """Typed text → speech with espeak-ng: ``(samples, sampling_rate)`` to pass as ``audio``."""
+        from .data.tts import synthesize
+
+        if not text or not text.strip():
+            raise MemFaceInputError("text", "is empty")
+        speech = synthesize(text, voice=voice, rate=rate)
+        return speech.samples, speech.sample_rate
+
+    def _run(self, audio, speaker, sampling_rate, seed, progress,
+             sink: Callable[[np.ndarray], None] | None) -> GenerationOutput:
+        timings: dict[str, float] = {}
+        started = time.perf_counter()
+        kept, expressions, entries, weights = [], [], [], []
+        for frames, chunk_expressions, chunk_entries, chunk_weights in self.stream(
+                audio, speaker, sampling_rate, seed, timings=timings, progress=progress):
+            if "first_frame_s" not in timings:
+                timings["first_frame_s"] = time.perf_counter() - started
+            if sink is None:
+                kept.append(frames)
+            else:
+                clock = time.perf_counter()
+                for frame in frames:
+                    sink(frame)
+                timings["encoding"] = timings.get("encoding", 0.0) + time.perf_counter() - clock
+            expressions.append(chunk_expressions)
+            entries.append(chunk_entries)
+            weights.append(chunk_weights)
+        timings["total"] = time.perf_counter() - started
+        count = sum(len(e) for e in expressions)
+        return GenerationOutput(count, self.frontend.fps, np.concatenate(expressions), np.concatenate(entries),
+                                np.concatenate(weights), timings, np.concatenate(kept) if kept else None)
+
+
+def _download_pipeline(repo_id: str, revision: str | None, token, cache_dir) -> Path:
+    """Fetch a pipeline repo's JSON and safetensors files (never anything else) → local folder."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    refuse_pickle_files(repo_id, revision=revision, token=token)
+    try:
+        folder = snapshot_download(repo_id, revision=revision, token=token, cache_dir=cache_dir,
+                                   allow_patterns=PIPELINE_FILES)
+    except (HfHubHTTPError, LocalEntryNotFoundError, ValueError, OSError) as err:
+        raise MemFaceInputError(repo_id, f"cannot load the pipeline from the Hub ({type(err).__name__}: "
+                                f"{str(err).splitlines()[0] if str(err) else ''})") from None
+    return Path(folder)

@@ -1,0 +1,109 @@
+"""End-to-end generation speed and memory on this machine (issue: real time on the CPU).
+
+    python scripts/benchmark.py                   # bundled demo pipeline + demo speaker, 30 s and 5 min
+    python scripts/benchmark.py --long-seconds 60 --model my_pipeline --speaker my_speaker
+
+Each measurement runs in a fresh child process (so its peak resident memory is its own): speech
+made with espeak-ng, repeated to the requested length, generated to an mp4 with
+``MemFacePipeline.generate_to_file``. Prints a table and writes ``docs/results/benchmark.json``:
+``fps_end_to_end`` and ``stages_ms_per_frame`` (features, a2e, speaker preparation, drawing,
+renderer, paste-back, encoding) from the 30 s run, ``first_frame_s``, and the peak RSS of the 30 s
+and the long run (flat memory means they are about the same).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SENTENCE = ("The quick brown fox jumps over the lazy dog, while Bob and Pam map a path by the bay. "
+            "Memories help a talking face move its mouth the way a person does.")
+
+
+def child(seconds: float, model: str | None, speaker: str, threads: int) -> dict:
+    """Generate ``seconds`` of video in this process; returns timings and peak RSS."""
+    import numpy as np
+    import torch
+
+    from memface_hub.pipeline import MemFacePipeline, load_speaker
+
+    torch.set_num_threads(threads)
+    pipe = MemFacePipeline.from_pretrained(model)
+    speaker_memory = load_speaker(speaker)
+    samples, rate = pipe.speak(SENTENCE)
+    samples = np.tile(samples, int(np.ceil(seconds * rate / len(samples))))[: int(seconds * rate)]
+    with tempfile.TemporaryDirectory() as work:
+        started = time.perf_counter()
+        result = pipe.generate_to_file((samples, rate), speaker_memory, Path(work) / "bench.mp4")
+        wall = time.perf_counter() - started
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"seconds": seconds, "frames": result.num_frames, "wall_s": wall, "timings": result.timings,
+            "peak_rss_mb": peak_kb / 1024.0, "crop_size": pipe.renderer.crop_size,
+            "frame_size": list(result_frame_size(speaker_memory))}
+
+
+def result_frame_size(speaker) -> tuple[int, int]:
+    from memface_hub.io.video import probe
+
+    info = probe(speaker.template_path)
+    return info.width, info.height
+
+
+def run_child(seconds: float, args) -> dict:
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", str(seconds), "--speaker", args.speaker,
+               "--threads", str(args.threads)] + (["--model", args.model] if args.model else [])
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default=None, help="pipeline folder or Hub id (default: bundled demo)")
+    parser.add_argument("--speaker", default="demo", help="speaker folder, Hub id or 'demo'")
+    parser.add_argument("--short-seconds", type=float, default=30.0)
+    parser.add_argument("--long-seconds", type=float, default=300.0)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads")
+    parser.add_argument("--out", default=str(ROOT / "docs" / "results" / "benchmark.json"))
+    parser.add_argument("--child", type=float, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child is not None:
+        print(json.dumps(child(args.child, args.model, args.speaker, args.threads)))
+        return 0
+
+    short = run_child(args.short_seconds, args)
+    long = run_child(args.long_seconds, args)
+    frames = short["frames"]
+    stages = {stage: 1000.0 * short["timings"].get(stage, 0.0) / frames
+              for stage in ("features", "a2e", "speaker", "drawing", "renderer", "paste_back", "encoding")}
+    result = {
+        "crop_size": short["crop_size"], "frame_size": short["frame_size"],
+        "fps_end_to_end": frames / short["wall_s"], "fps_end_to_end_long": long["frames"] / long["wall_s"],
+        "stages_ms_per_frame": stages, "peak_rss_mb_30s": short["peak_rss_mb"],
+        "peak_rss_mb_5min": long["peak_rss_mb"], "first_frame_s": short["timings"]["first_frame_s"],
+        "short_seconds": args.short_seconds, "long_seconds": args.long_seconds,
+        "machine": f"{os.cpu_count()} CPU cores, torch threads {args.threads}",
+    }
+    from memface_hub.arrays_io import write_text_atomic
+
+    write_text_atomic(Path(args.out), json.dumps(result, indent=1))
+    print(f"| measure | value |\n|---|---|\n| crop size | {result['crop_size']} (frames {result['frame_size'][0]}×{result['frame_size'][1]}) |")
+    print(f"| end-to-end fps ({args.short_seconds:g} s audio) | {result['fps_end_to_end']:.1f} |")
+    print(f"| end-to-end fps ({args.long_seconds:g} s audio) | {result['fps_end_to_end_long']:.1f} |")
+    for stage, ms in stages.items():
+        print(f"| {stage} (ms/frame) | {ms:.2f} |")
+    print(f"| time to first frame (s) | {result['first_frame_s']:.2f} |")
+    print(f"| peak RSS, {args.short_seconds:g} s audio (MB) | {result['peak_rss_mb_30s']:.0f} |")
+    print(f"| peak RSS, {args.long_seconds:g} s audio (MB) | {result['peak_rss_mb_5min']:.0f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

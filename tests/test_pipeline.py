@@ -1,0 +1,146 @@
+"""MemFacePipeline: audio + speaker → video, streamed; save/load; bad input; the bundled demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+
+from memface_hub.a2e import MemFaceAudioToExpression
+from memface_hub.errors import MemFaceInputError
+from memface_hub.io import read_frames
+from memface_hub.io.video import SYNTHETIC_LABEL, ffmpeg_exe, probe
+from memface_hub.pipeline import DEMO_PIPELINE, DEMO_SPEAKER, MemFacePipeline, load_speaker, pingpong_indices
+from memface_hub.renderer import MemFaceRenderer
+from memface_hub.speaker import SpeakerMemory
+
+from conftest import tone
+
+
+@pytest.fixture(scope="module")
+def speaker(tiny_shards, tmp_path_factory):
+    shard = sorted(p for p in tiny_shards.iterdir() if p.is_dir())[0]
+    memory = SpeakerMemory.build(shard, num_entries=12)
+    return SpeakerMemory.from_pretrained(memory.save_pretrained(tmp_path_factory.mktemp("spk") / "speaker"))
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    torch.manual_seed(0)
+    a2e = MemFaceAudioToExpression(d_model=32, num_heads=2, num_encoder_layers=1, num_decoder_layers=1, ff_dim=64,
+                                   memory_slots=16, memory_dim=16, frontend={"name": "mel"})
+    a2e.set_mouth_model(torch.randn(16, a2e.num_mouth_vertices * 3) * 0.01)
+    renderer = MemFaceRenderer(crop_size=64, base_channels=8, depth=2)
+    return MemFacePipeline(a2e, renderer)
+
+
+def test_pingpong_covers_any_length():
+    assert pingpong_indices(0, 9, 4).tolist() == [0, 1, 2, 3, 2, 1, 0, 1, 2]
+    assert pingpong_indices(5, 3, 4).tolist() == [1, 0, 1]
+    assert pingpong_indices(0, 3, 1).tolist() == [0, 0, 0]
+
+
+def test_generation_changes_only_the_mouth_and_is_deterministic(pipe, speaker):
+    audio = (tone(1.0), 16_000)
+    result = pipe(audio, speaker, seed=3)
+    template = read_frames(speaker.template_path)
+    assert result.num_frames == 25 and result.frames.shape == (25, *template.shape[1:])
+    assert result.expressions.shape == (25, 16) and result.retrievals.shape == (25, 4)
+    assert (result.retrievals >= 0).all() and (result.retrievals < speaker.num_entries).all()
+    index = pingpong_indices(0, 25, len(speaker.poses))
+    changed = np.abs(result.frames.astype(int) - template[index].astype(int)).max(axis=-1) > 0   # (T, H, W)
+    assert changed.any()
+    rows, columns = np.nonzero(changed.any(axis=0))
+    height, width = changed.shape[1:]
+    # the mouth is in the lower middle of the face: the top of the frame is never touched
+    assert rows.min() > height * 0.3 and columns.min() > 0 and columns.max() < width - 1
+    again = pipe(audio, speaker, seed=3)
+    assert np.array_equal(again.frames, result.frames)
+    assert set(result.timings) >= {"features", "a2e", "drawing", "renderer", "paste_back", "first_frame_s"}
+
+
+def test_stream_yields_bounded_chunks(pipe, speaker):
+    chunks = list(pipe.stream((tone(2.0), 16_000), speaker, chunk_size=8))
+    assert [len(c[0]) for c in chunks] == [8] * 6 + [2]
+
+
+def test_generate_to_file_writes_a_labelled_video_with_audio(pipe, speaker, tmp_path):
+    out = tmp_path / "talk.mp4"
+    result = pipe.generate_to_file((tone(1.2, 22_050), 22_050), speaker, out)
+    info = probe(out)
+    assert result.path == out and info.has_audio and info.has_video
+    assert abs(info.duration - 1.2) < 0.15 and result.num_frames == 30
+    tags = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(out)], capture_output=True, text=True).stderr
+    assert SYNTHETIC_LABEL in tags
+    assert [p.name for p in tmp_path.iterdir()] == ["talk.mp4"]  # no temporary files left behind
+
+
+def test_save_and_load_round_trip(pipe, speaker, tmp_path):
+    folder = pipe.save_pretrained(tmp_path / "pipe")
+    index = json.loads((folder / "model_index.json").read_text())
+    assert index["a2e"] == ["memface_hub", "MemFaceAudioToExpression"] and index["format_version"] == 1
+    assert not list(folder.rglob("*.bin")) and (folder / "README.md").is_file()
+    loaded = MemFacePipeline.from_pretrained(folder)
+    audio = (tone(0.6), 16_000)
+    assert np.array_equal(loaded(audio, speaker).frames, pipe(audio, speaker).frames)
+
+
+def test_a_tampered_index_is_refused(pipe, tmp_path):
+    folder = pipe.save_pretrained(tmp_path / "pipe")
+    index = json.loads((folder / "model_index.json").read_text())
+    index["renderer"] = ["os", "system"]
+    (folder / "model_index.json").write_text(json.dumps(index))
+    with pytest.raises(MemFaceInputError, match="component 'renderer' must be"):
+        MemFacePipeline.from_pretrained(folder)
+    index["renderer"], index["format_version"] = ["memface_hub", "MemFaceRenderer"], 99
+    (folder / "model_index.json").write_text(json.dumps(index))
+    with pytest.raises(MemFaceInputError, match="format version 99 is not supported"):
+        MemFacePipeline.from_pretrained(folder)
+
+
+def test_bad_inputs_give_one_line_errors_and_no_output(pipe, speaker, tmp_path):
+    pipe_limited = MemFacePipeline(pipe.a2e, pipe.renderer, max_audio_seconds=1.0)
+    out = tmp_path / "out.mp4"
+    with pytest.raises(MemFaceInputError, match="limit is 1 s"):
+        pipe_limited.generate_to_file((tone(2.0), 16_000), speaker, out)
+    with pytest.raises(MemFaceInputError, match="not writable|does not exist"):
+        pipe.generate_to_file((tone(0.5), 16_000), speaker, tmp_path / "missing" / "out.mp4")
+    with pytest.raises(MemFaceInputError, match="silent"):
+        pipe.generate_to_file((np.zeros(16_000, np.float32), 16_000), speaker, out)
+    with pytest.raises(MemFaceInputError, match="no such file|not found"):
+        pipe((str(tmp_path / "nope.wav")), speaker)
+    with pytest.raises(MemFaceInputError, match="text: is empty"):
+        pipe.speak("  ")
+    assert list(tmp_path.iterdir()) == []
+    # an existing output survives a failed generation untouched
+    out.write_bytes(b"keep me")
+    with pytest.raises(MemFaceInputError):
+        pipe_limited.generate_to_file((tone(2.0), 16_000), speaker, out)
+    assert out.read_bytes() == b"keep me"
+    if os.geteuid() != 0:
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        with pytest.raises(MemFaceInputError, match="not writable"):
+            pipe.generate_to_file((tone(0.5), 16_000), speaker, locked / "out.mp4")
+
+
+def test_text_is_spoken_with_espeak(pipe, speaker):
+    samples, rate = pipe.speak("Hello there.")
+    result = pipe((samples, rate), speaker)
+    assert rate == 22_050 and result.num_frames == round(len(samples) / rate * 25)
+
+
+@pytest.mark.skipif(not (DEMO_PIPELINE / "model_index.json").exists(), reason="bundled demo weights not built")
+def test_bundled_demo_renders_offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    pipe = MemFacePipeline.from_pretrained()
+    speaker = load_speaker("demo")
+    assert speaker.template_path.parent == DEMO_SPEAKER
+    result = pipe(pipe.speak("Bob and Pam met by the map."), speaker)
+    assert result.frames.shape[0] == result.num_frames > 25
+    # the mouth moves: the mouth opening of the predicted vertices varies over the utterance
+    assert result.expressions.std(axis=0).max() > 0.01
