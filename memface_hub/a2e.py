@@ -66,7 +66,7 @@ class MemFaceAudioToExpression(nn.Module, StrictHubMixin, library_name="memface_
             raise ValueError("feature_dim, exp_dim, d_model and the layer counts must be ≥ 1")
         self.feature_dim, self.exp_dim, self.d_model = feature_dim, exp_dim, d_model
         self.memory_kind = memory
-        self.num_mouth_vertices = int(num_mouth_vertices)
+        self.num_mouth_vertices, self.memory_slots = int(num_mouth_vertices), int(memory_slots)
         self.frontend = dict(frontend or {})
 
         def layer() -> nn.TransformerEncoderLayer:

@@ -260,7 +260,7 @@ def _run_list(args) -> int:
     from .speaker import list_speakers
 
     for speaker in list_speakers(author=args.author, token=args.token):
-        print(getattr(speaker, "id", speaker))
+        print(f"{speaker.repo_id}\tlicense={speaker.license or '?'}\tbase_model={speaker.base_model or '?'}")
     return 0
 
 

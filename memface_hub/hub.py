@@ -9,6 +9,7 @@ naming them, before anything reaches ``load_state_dict``.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -18,31 +19,47 @@ from safetensors import SafetensorError, safe_open
 
 from .errors import MemFaceInputError
 
+logger = logging.getLogger(__name__)
+
 WEIGHTS_FILE = "model.safetensors"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".npy", ".npz", ".joblib")
 
 
-def refuse_pickle_files(repo_id: str, revision: str | None = None, token: str | bool | None = None,
-                        repo_type: str | None = None) -> None:
-    """Refuse a Hub repo that carries pickle-capable files, before anything is downloaded.
+def unreachable_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions meaning "the Hub cannot be reached" for the installed ``huggingface_hub`` client."""
+    errors: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    for module_name in ("httpx2", "httpx", "requests"):
+        try:
+            module = __import__(module_name)
+        except ImportError:
+            continue
+        for name in ("ConnectError", "TimeoutException", "ConnectionError", "Timeout"):
+            candidate = getattr(module, name, None)
+            if isinstance(candidate, type) and issubclass(candidate, BaseException):
+                errors.append(candidate)
+    return tuple(errors)
 
-    Offline (``HF_HUB_OFFLINE=1``) there is nothing to ask; the caller then reads only the
-    JSON and safetensors files already in the cache.
-    """
+
+def hub_file_list(repo_id: str, revision: str | None = None, token: str | bool | None = None,
+                  repo_type: str | None = None) -> list[str] | None:
+    """The files of a Hub repo, or ``None`` when offline (``HF_HUB_OFFLINE=1``) or the Hub is unreachable:
+    then callers read only what the local cache already holds. Refuses a repo with pickle-capable files.
+    Hub errors (``RepositoryNotFoundError`` ...) reach the caller unchanged."""
     from huggingface_hub import HfApi, constants
-    from huggingface_hub.errors import HfHubHTTPError
+    from huggingface_hub.errors import OfflineModeIsEnabled
 
     if constants.HF_HUB_OFFLINE:
-        return
+        return None
     try:
         files = HfApi(token=token).list_repo_files(repo_id, revision=revision, repo_type=repo_type)
-    except (HfHubHTTPError, ValueError, OSError) as err:
-        raise MemFaceInputError(repo_id, f"cannot read the repo on the Hub ({type(err).__name__}: "
-                                f"{str(err).splitlines()[0] if str(err) else ''})") from None
+    except (OfflineModeIsEnabled, *unreachable_errors()) as err:
+        logger.warning("%s: the Hub is unreachable (%s); using the local cache only", repo_id, type(err).__name__)
+        return None
     unsafe = sorted(name for name in files if name.lower().endswith(PICKLE_SUFFIXES))
     if unsafe:
         raise MemFaceInputError(repo_id, f"repo carries pickle-capable files {unsafe[:5]}; memface_hub loads "
                                 "only safetensors and JSON")
+    return files
 
 
 def load_state_strict(model: torch.nn.Module, path: str | os.PathLike, map_location: str = "cpu") -> None:

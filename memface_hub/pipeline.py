@@ -42,11 +42,11 @@ from .audio.base import AudioFrontEnd
 from .errors import MemFaceInputError
 from .face.geometry import Poses
 from .face.sketch import draw_mouth_sketch, project_mouth
-from .hub import refuse_pickle_files
+from .hub import hub_file_list
 from .io.audio import AUDIO_SAMPLE_RATE, load_audio
 from .io.video import SYNTHETIC_LABEL, VideoWriter, iter_frames
 from .renderer import MemFaceRenderer
-from .speaker import SpeakerMemory
+from .speaker import DELTA_FILE, SpeakerMemory
 
 logger = logging.getLogger(__name__)
 
@@ -193,7 +193,22 @@ class MemFacePipeline:
         renderer = MemFaceRenderer.from_pretrained(directory / "renderer")
         return cls(a2e, renderer, **kwargs).to(device, dtype)
 
-    def save_pretrained(self, directory: str | os.PathLike, card: bool = True) -> Path:
+    def model_card(self, repo_id: str, training_data: str | None = None) -> str:
+        """The pipeline's README.md, from ``model_cards/pipeline_card.md``."""
+        from huggingface_hub import ModelCardData
+
+        from .cards import render_card
+
+        data = ModelCardData(library_name="memface_hub", license="apache-2.0", pipeline_tag="text-to-video",
+                             tags=["memface", "talking-face", "audio-to-video", "synthetic-media"])
+        return render_card(
+            "pipeline_card.md", data, repo_id=repo_id, frontend=self.frontend.name, a2e_memory=self.a2e.memory_kind,
+            memory_slots=self.a2e.memory_slots, exp_dim=self.a2e.exp_dim,
+            crop_size=self.renderer.crop_size, renderer_memory=self.renderer.memory_kind, version=__version__,
+            training_data=training_data or "Not recorded: describe the training corpus here.")
+
+    def save_pretrained(self, directory: str | os.PathLike, card: bool = True, repo_id: str | None = None,
+                        training_data: str | None = None) -> Path:
         """Write ``model_index.json``, ``a2e/``, ``renderer/`` (and a model card) atomically."""
         directory = Path(directory)
         if directory.exists() and any(directory.iterdir()) and not (directory / PIPELINE_INDEX).exists():
@@ -211,9 +226,7 @@ class MemFacePipeline:
                      "frontend": self.frontend.config(), "crop_size": self.renderer.crop_size}
             (staging / PIPELINE_INDEX).write_text(json.dumps(index, indent=1))
             if card:
-                from .cards import pipeline_card
-
-                (staging / "README.md").write_text(pipeline_card(self))
+                (staging / "README.md").write_text(self.model_card(repo_id or directory.name, training_data))
             for path in staging.rglob("*"):
                 path.chmod(0o755 if path.is_dir() else 0o644)
             staging.chmod(0o755)
@@ -226,13 +239,13 @@ class MemFacePipeline:
         return directory
 
     def push_to_hub(self, repo_id: str, *, private: bool = False, token: str | None = None,
-                    commit_message: str = "Upload MemFace pipeline") -> str:
+                    commit_message: str = "Upload MemFace pipeline", training_data: str | None = None) -> str:
         """Save to a temporary folder and upload it as the model repo ``repo_id``; returns its URL."""
         from huggingface_hub import HfApi
 
         api = HfApi(token=token)
         with tempfile.TemporaryDirectory(prefix="memface-push-") as work:
-            folder = self.save_pretrained(Path(work) / "pipeline")
+            folder = self.save_pretrained(Path(work) / "pipeline", repo_id=repo_id, training_data=training_data)
             api.create_repo(repo_id, private=private, exist_ok=True)
             api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message=commit_message)
         return f"{api.endpoint}/{repo_id}"
@@ -272,7 +285,7 @@ class MemFacePipeline:
     def renderer_for(self, speaker: SpeakerMemory) -> MemFaceRenderer:
         """The renderer to use for ``speaker``: with its fine-tuned weight delta applied when the
         speaker folder carries one (``memface adapt --finetune-...``), else the shared renderer."""
-        from .training.adapt import DELTA_FILE, apply_renderer_delta
+        from .training.adapt import apply_renderer_delta
 
         delta = Path(speaker.template_path).parent / DELTA_FILE if speaker.template_path else None
         if delta is None or not delta.is_file():
@@ -425,11 +438,15 @@ def _download_pipeline(repo_id: str, revision: str | None, token, cache_dir) -> 
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
-    refuse_pickle_files(repo_id, revision=revision, token=token)
     try:
+        files = hub_file_list(repo_id, revision=revision, token=token)      # refuses pickle files
+        if files is not None and PIPELINE_INDEX not in files:
+            raise MemFaceInputError(repo_id, f"not a memface pipeline (no {PIPELINE_INDEX} in the repo)")
         folder = snapshot_download(repo_id, revision=revision, token=token, cache_dir=cache_dir,
-                                   allow_patterns=PIPELINE_FILES)
-    except (HfHubHTTPError, LocalEntryNotFoundError, ValueError, OSError) as err:
+                                   allow_patterns=PIPELINE_FILES, local_files_only=files is None)
+    except LocalEntryNotFoundError:
+        raise MemFaceInputError(repo_id, "not in the local Hub cache, and the Hub is offline or unreachable") from None
+    except (HfHubHTTPError, ValueError, OSError) as err:
         raise MemFaceInputError(repo_id, f"cannot load the pipeline from the Hub ({type(err).__name__}: "
                                 f"{str(err).splitlines()[0] if str(err) else ''})") from None
     return Path(folder)

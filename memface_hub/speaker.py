@@ -13,6 +13,10 @@ Folder layout (DESIGN.md §6), all validated on load; only JSON and safetensors 
                           frame_indices (N,) int64
     tracks.safetensors    poses (T, 13) float32, crop_affines (T, 2, 3) float32
     template.mp4          the speaker's video at 25 fps (the frames generation paints into)
+
+On the Hub a speaker memory is its own repo (DESIGN.md §6): the folder above plus a ``README.md`` card
+(``push_to_hub``), tagged ``memface-speaker`` (``list_speakers``); ``from_pretrained`` also takes a repo id
+and refuses repos holding pickle files before downloading anything.
 """
 
 from __future__ import annotations
@@ -22,15 +26,16 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from .arrays_io import check_arrays, load_arrays, save_arrays
+from .arrays_io import check_arrays, load_arrays, save_arrays, write_text_atomic
 from .data.shards import ClipShard, load_shard
 from .errors import MemFaceInputError
+from .hub import hub_file_list
 from .face.crop import CropLayout
 from .face.landmarks import MOUTH_VERTICES
 from .io.video import VideoWriter, iter_frames
@@ -45,6 +50,11 @@ TRACKS_FILE = "tracks.safetensors"
 TEMPLATE_FILE = "template.mp4"
 MAX_ENTRIES = 4096
 MAX_TEMPLATE_FRAMES = 25 * 600
+CARD_FILE = "README.md"
+DELTA_FILE = "renderer_delta.safetensors"      # optional fine-tuned renderer delta (training/adapt.py)
+HUB_FILES = [SPEAKER_FILE, MEMORY_FILE, TRACKS_FILE, TEMPLATE_FILE, DELTA_FILE, CARD_FILE]
+SPEAKER_TAG = "memface-speaker"
+SPEAKER_TAGS = [SPEAKER_TAG, "memface", "talking-face", "synthetic-media"]
 
 
 def farthest_point_selection(vertices: np.ndarray, count: int, valid: np.ndarray | None = None,
@@ -173,9 +183,18 @@ class SpeakerMemory:
         return directory
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike) -> "SpeakerMemory":
-        """Load and validate a speaker-memory folder; anything malformed is a :class:`MemFaceInputError`."""
-        directory = Path(directory)
+    def from_pretrained(cls, name_or_path: str | os.PathLike, *, revision: str | None = None,
+                        token: str | bool | None = None, cache_dir: str | os.PathLike | None = None,
+                        repo_type: str = "model") -> "SpeakerMemory":
+        """Load and validate a speaker-memory folder, or a Hub repo id (``"user/speaker"``).
+
+        A path that exists is a folder; anything else is a repo on the Hub, downloaded into the Hub cache
+        (``HF_HUB_OFFLINE=1``: read from the cache only). Anything malformed is a :class:`MemFaceInputError`.
+        """
+        if not Path(name_or_path).exists():
+            return cls._from_hub(str(name_or_path), revision=revision, token=token, cache_dir=cache_dir,
+                                 repo_type=repo_type)
+        directory = Path(name_or_path)
         if not (directory / SPEAKER_FILE).is_file():
             raise MemFaceInputError(directory, f"not a speaker memory (no {SPEAKER_FILE})")
         try:
@@ -214,6 +233,102 @@ class SpeakerMemory:
         return cls(memory["keys"], memory["values"], memory["neutral"], memory["frame_indices"], tracks["poses"],
                    tracks["crop_affines"], meta, template_path=template)
 
+    # -- the Hub ------------------------------------------------------------------------------
+    @classmethod
+    def _from_hub(cls, repo_id: str, *, revision: str | None, token: str | bool | None,
+                  cache_dir: str | os.PathLike | None, repo_type: str) -> "SpeakerMemory":
+        """Check the repo's file list (online), download only the speaker files, load them as a folder."""
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import (HfHubHTTPError, HFValidationError, LocalEntryNotFoundError,
+                                            RepositoryNotFoundError, RevisionNotFoundError)
+        from huggingface_hub.utils import validate_repo_id
+
+        try:
+            validate_repo_id(repo_id)
+        except HFValidationError:
+            raise MemFaceInputError(repo_id, "no such folder, and not a Hub repo id (user/name)") from None
+        try:
+            # 1. look before downloading: pickle anywhere in the repo, or no speaker.json, is refused
+            files = hub_file_list(repo_id, revision=revision, token=token, repo_type=repo_type)
+            if files is not None and SPEAKER_FILE not in files:
+                raise MemFaceInputError(repo_id, f"not a speaker memory (no {SPEAKER_FILE} in the repo)")
+            # 2. only the speaker files, never anything else (offline or unreachable: the cached snapshot)
+            folder = Path(snapshot_download(repo_id, repo_type=repo_type, revision=revision, token=token,
+                                            cache_dir=cache_dir, allow_patterns=HUB_FILES,
+                                            local_files_only=files is None))
+        except RepositoryNotFoundError:
+            raise MemFaceInputError(repo_id, "no such speaker memory on the Hub (no such repo, or a private "
+                                    "one this token cannot see)") from None
+        except RevisionNotFoundError:
+            raise MemFaceInputError(repo_id, f"no such speaker memory on the Hub (no revision {revision!r})") from None
+        except LocalEntryNotFoundError:
+            raise MemFaceInputError(repo_id, "no such speaker memory in the local Hub cache, and the Hub is "
+                                    "offline (HF_HUB_OFFLINE) or unreachable") from None
+        except HfHubHTTPError as err:
+            raise MemFaceInputError(repo_id, f"no such speaker memory on the Hub "
+                                    f"({str(err).strip().splitlines()[0]})") from None
+        # 3. the folder loader's checks, with errors naming the repo rather than the cache path
+        try:
+            return cls.from_pretrained(folder)
+        except MemFaceInputError as err:
+            source = Path(err.source)
+            inside = source.relative_to(folder).as_posix() if source.is_relative_to(folder) else err.source
+            raise MemFaceInputError(repo_id if inside == "." else f"{repo_id}/{inside}", err.problem) from None
+
+    def push_to_hub(self, repo_id: str, *, license: str, consent: str, base_model: str | None = None,
+                    source_description: str = "", private: bool = False, token: str | None = None,
+                    repo_type: str = "model", commit_message: str = "Upload MemFace speaker memory") -> str:
+        """Upload as its own Hub repo, with a card; returns the repo's URL.
+
+        ``license`` (e.g. ``"cc-by-nc-4.0"``) and ``consent`` (who agreed to what, e.g. "Recorded and shared
+        with the written consent of the person shown, for research demos") are required: this is a real
+        person's likeness. ``base_model`` is the pipeline repo the memory was made for. A
+        ``renderer_delta.safetensors`` beside a loaded memory's ``speaker.json`` travels with it.
+        """
+        from huggingface_hub import HfApi
+
+        for field_name, value in (("license", license), ("consent", consent)):
+            if not isinstance(value, str) or not value.strip():
+                raise MemFaceInputError(repo_id, f"push_to_hub needs a non-empty {field_name}: a speaker memory "
+                                        "is a person's likeness, shared only under stated terms and with consent")
+        api = HfApi(token=token)
+        if "/" not in repo_id:
+            repo_id = f"{api.whoami()['name']}/{repo_id}"          # the card names the full repo id
+        with tempfile.TemporaryDirectory(prefix="memface-speaker-push-") as work:
+            # 1. the folder (a copy of self saves it, so self.template_path stays where it was) and its card
+            folder = replace(self).save_pretrained(Path(work) / "speaker")
+            source = Path(self.template_path).parent
+            if Path(self.template_path).name == TEMPLATE_FILE and (source / SPEAKER_FILE).is_file() \
+                    and (source / DELTA_FILE).is_file():
+                shutil.copyfile(source / DELTA_FILE, folder / DELTA_FILE)
+            write_text_atomic(folder / CARD_FILE, self._card(repo_id, license.strip(), consent.strip(),
+                                                              base_model, source_description.strip()))
+            # 2. the repo, then one commit with every file
+            url = api.create_repo(repo_id, private=private, repo_type=repo_type, exist_ok=True)
+            api.upload_folder(repo_id=repo_id, folder_path=folder, repo_type=repo_type, commit_message=commit_message)
+        logger.info("pushed speaker memory %r to %s", self.meta.get("name"), url)
+        return str(url)
+
+    def _card(self, repo_id: str, license: str, consent: str, base_model: str | None, source_description: str) -> str:
+        """The README.md: YAML front matter (DESIGN.md §6) and the filled-in ``model_cards/speaker_card.md``."""
+        from huggingface_hub import ModelCardData
+
+        from .cards import render_card
+
+        card_data = ModelCardData(library_name="memface_hub", license=license, tags=SPEAKER_TAGS,
+                                  base_model=base_model, base_model_relation="adapter" if base_model else None,
+                                  consent=consent)
+        fps = float(self.meta["fps"])
+        top, bottom, left, right = self.meta["patch_box"]
+        return render_card("speaker_card.md", card_data, repo_id=repo_id, name=self.meta.get("name", repo_id),
+                           num_entries=self.num_entries, patch_size=f"{bottom - top}×{right - left}",
+                           num_frames=len(self.poses), fps=f"{fps:g}", seconds=f"{len(self.poses) / fps:.1f}",
+                           landmarker=self.meta.get("landmarker", "unknown"),
+                           source_sha256=self.meta.get("source_sha256", "unknown"),
+                           source_description=source_description or "Not described by the uploader.",
+                           consent=consent, license=license,
+                           pipeline=f"`{base_model}`" if base_model else "one with a matching crop size")
+
     def contact_sheet(self, path: str | os.PathLike, columns: int = 20, scale: float = 0.5) -> Path:
         """A PNG grid of the memory's mouth patches, in selection order of their source frames."""
         patches = self.values.transpose(0, 2, 3, 1)                          # (N, H, W, 3)
@@ -228,6 +343,25 @@ class SpeakerMemory:
         path = Path(path)
         cv2.imwrite(str(path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
         return path
+
+
+@dataclass
+class SpeakerListing:
+    """One speaker memory on the Hub, as ``list_speakers`` finds it."""
+
+    repo_id: str
+    author: str | None
+    license: str | None
+    base_model: str | list[str] | None
+
+
+def list_speakers(author: str | None = None, token: str | bool | None = None) -> list[SpeakerListing]:
+    """Speaker memories on the Hub: model repos tagged ``memface-speaker``, optionally by one user or org."""
+    from huggingface_hub import HfApi
+
+    models = HfApi(token=token).list_models(author=author, filter=SPEAKER_TAG, cardData=True)
+    return [SpeakerListing(model.id, model.author, getattr(model.card_data, "license", None),
+                           getattr(model.card_data, "base_model", None)) for model in models]
 
 
 def _even(frame: np.ndarray) -> np.ndarray:

@@ -93,7 +93,10 @@ def main(argv: list[str] | None = None) -> int:
 
     # 5. the pipeline
     pipeline = MemFacePipeline(MemFaceAudioToExpression.from_pretrained(a2e_dir), renderer)
-    pipeline.save_pretrained(DEMO_PIPELINE)
+    pipeline.save_pretrained(DEMO_PIPELINE, repo_id="memface-hub/memface-demo", training_data=(
+        "memface_hub's synthetic demo corpus: skimage's public-domain astronaut photo animated by espeak-ng "
+        f"speech ({index['total_seconds'] / 60:.0f} min, 4 voices × 3 rates, split by sentence; `memface demo-data`). "
+        "Rebuilt from scratch by `python scripts/build_demo_assets.py`."))
     sizes = {path.relative_to(DEMO_PIPELINE.parent): path.stat().st_size
              for folder in (DEMO_PIPELINE, DEMO_SPEAKER) for path in folder.rglob("*") if path.is_file()}
     for path, size in sorted(sizes.items()):

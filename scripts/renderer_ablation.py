@@ -56,10 +56,10 @@ def parse_args(argv):
                         help="folder with corpus/ and shards/ of a face the renderer never saw")
     parser.add_argument("--runs", default="outputs/renderer_ablation")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=160, help="training batches per run")
+    parser.add_argument("--steps", type=int, default=120, help="training batches per run")
     parser.add_argument("--perceptual-weight", type=float, default=0.0,
                         help="λ_p of eq. 6 in these runs (default 0: the perceptual loss doubles the step time on a CPU)")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--frame-step", type=int, default=6, help="every n-th training frame")
     parser.add_argument("--test-frame-step", type=int, default=10, help="every n-th test frame")
     parser.add_argument("--finetune-seconds", type=float, default=120.0)

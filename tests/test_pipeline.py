@@ -144,3 +144,53 @@ def test_bundled_demo_renders_offline(monkeypatch):
     assert result.frames.shape[0] == result.num_frames > 25
     # the mouth moves: the mouth opening of the predicted vertices varies over the utterance
     assert result.expressions.std(axis=0).max() > 0.01
+
+
+def test_cli_generate_speaks_text_and_reports_bad_input(pipe, speaker, tmp_path, capsys, monkeypatch):
+    from memface_hub.cli import main
+
+    model = pipe.save_pretrained(tmp_path / "model")
+    out = tmp_path / "hello.mp4"
+    assert main(["generate", "--text", "Hello there.", "--model", str(model),
+                 "--speaker", str(speaker.template_path.parent), "--out", str(out)]) == 0
+    assert probe(out).has_audio and probe(out).duration > 0.5
+    capsys.readouterr()
+    code = main(["generate", "--text", "Hi.", "--model", str(model), "--speaker", str(speaker.template_path.parent),
+                 "--out", str(tmp_path / "no" / "dir" / "x.mp4")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "does not exist" in err and "\n" not in err
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code = main(["generate", "--text", "Hi.", "--model", str(model), "--speaker", "nobody/no-such-speaker",
+                 "--out", str(tmp_path / "y.mp4")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "nobody/no-such-speaker" in err and "\n" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hello.mp4", "model"]
+
+
+def test_pipeline_round_trip_through_the_hub_and_offline_cache(pipe, speaker, hub_env):
+    repo_id = hub_env.repo_id("pipeline")
+    url = pipe.push_to_hub(repo_id)
+    assert url.endswith(repo_id)
+    loaded = MemFacePipeline.from_pretrained(repo_id)
+    audio = (tone(0.6), 16_000)
+    assert np.array_equal(loaded(audio, speaker).frames, pipe(audio, speaker).frames)
+    # a fresh process, configured by environment only, loads it again from the cache with the Hub offline
+    script = ("import os; from memface_hub import MemFacePipeline; "
+              "p = MemFacePipeline.from_pretrained(os.environ['REPO']); print(p.renderer.crop_size)")
+    before = len(hub_env.server.log)
+    offline = hub_env.run_python(script, REPO=repo_id, HF_HUB_OFFLINE="1")
+    assert offline.returncode == 0, offline.stderr
+    assert offline.stdout.strip().endswith("64") and len(hub_env.server.log) == before
+
+
+def test_a_pipeline_repo_with_pickle_files_is_refused(pipe, hub_env):
+    from huggingface_hub import HfApi
+
+    repo_id = hub_env.repo_id("pickled")
+    pipe.push_to_hub(repo_id)
+    HfApi().upload_file(repo_id=repo_id, path_or_fileobj=b"\x80\x04 not really a pickle",
+                        path_in_repo="renderer/pytorch_model.bin")
+    with pytest.raises(MemFaceInputError, match="pickle-capable files"):
+        MemFacePipeline.from_pretrained(repo_id)
+    with pytest.raises(MemFaceInputError, match="cannot load the pipeline from the Hub"):
+        MemFacePipeline.from_pretrained(hub_env.repo_id("missing"))
