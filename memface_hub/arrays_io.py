@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -78,3 +81,25 @@ def check_arrays(arrays: dict[str, np.ndarray], expected: dict[str, tuple[tuple[
                                     f"expected {tuple(shape)} {np.dtype(dtype)}")
         if array.dtype.kind == "f" and not np.isfinite(array).all():
             raise MemFaceInputError(source, f"array {name!r} contains non-finite values")
+
+
+@contextmanager
+def atomic_folder(directory: str | os.PathLike) -> Iterator[Path]:
+    """Build a folder in a temporary sibling (yielded) and rename it over ``directory`` only when the
+    block succeeds, so ``directory`` is always either the old folder or the complete new one.
+    Files end up world-readable (0644, folders 0755)."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        yield staging
+        for path in staging.rglob("*"):
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        staging.chmod(0o755)
+        if directory.exists():
+            shutil.rmtree(directory)
+        os.replace(staging, directory)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+

@@ -24,7 +24,6 @@ import copy
 import json
 import logging
 import os
-import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -37,6 +36,7 @@ import torch
 
 from . import __version__
 from .a2e import MemFaceAudioToExpression
+from .arrays_io import atomic_folder
 from .audio import build_frontend
 from .audio.base import AudioFrontEnd
 from .errors import MemFaceInputError
@@ -213,9 +213,7 @@ class MemFacePipeline:
         directory = Path(directory)
         if directory.exists() and any(directory.iterdir()) and not (directory / PIPELINE_INDEX).exists():
             raise MemFaceInputError(directory, "exists and is not a memface pipeline; refusing to overwrite")
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-        try:
+        with atomic_folder(directory) as staging:
             self.a2e.save_pretrained(staging / "a2e")
             self.renderer.save_pretrained(staging / "renderer")
             for name in ("a2e", "renderer"):
@@ -227,15 +225,6 @@ class MemFacePipeline:
             (staging / PIPELINE_INDEX).write_text(json.dumps(index, indent=1))
             if card:
                 (staging / "README.md").write_text(self.model_card(repo_id or directory.name, training_data))
-            for path in staging.rglob("*"):
-                path.chmod(0o755 if path.is_dir() else 0o644)
-            staging.chmod(0o755)
-            if directory.exists():
-                shutil.rmtree(directory)
-            os.replace(staging, directory)
-        finally:
-            if staging.exists():
-                shutil.rmtree(staging, ignore_errors=True)
         return directory
 
     def push_to_hub(self, repo_id: str, *, private: bool = False, token: str | None = None,

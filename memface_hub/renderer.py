@@ -144,14 +144,14 @@ class MemFaceRenderer(nn.Module, StrictHubMixin, library_name="memface_hub",
         values encoded once, to reuse for every frame; empty without an explicit memory."""
         if self.memory_kind != "explicit":
             return {}
-        device = self.out.weight.device
-        keys = torch.as_tensor(np.asarray(keys, np.float32)).to(device)
+        device, dtype = self.out.weight.device, self.out.weight.dtype
+        keys = torch.as_tensor(np.asarray(keys, np.float32)).to(device, dtype)
         patches = torch.as_tensor(np.asarray(values)).to(device).float() / 255.0           # (N, 3, h, w)
         top, bottom, left, right = self.patch_box
         if patches.shape[-2:] != (bottom - top, right - left):
             patches = F.interpolate(patches, size=(bottom - top, right - left), mode="bilinear",
                                     align_corners=False, antialias=True)
-        return {"memory_keys": keys, "memory_values": self.encode_memory(patches)}
+        return {"memory_keys": keys, "memory_values": self.encode_memory(patches.to(dtype))}
 
     # -- the model -------------------------------------------------------------------------------
     def forward(self, template: torch.Tensor, sketch: torch.Tensor, vertices: torch.Tensor,

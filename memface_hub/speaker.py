@@ -32,7 +32,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .arrays_io import check_arrays, load_arrays, save_arrays, write_text_atomic
+from .arrays_io import atomic_folder, check_arrays, load_arrays, save_arrays, write_text_atomic
 from .data.shards import ClipShard, load_shard
 from .errors import MemFaceInputError
 from .hub import hub_file_list
@@ -156,9 +156,7 @@ class SpeakerMemory:
             raise MemFaceInputError(directory, "exists and is not a speaker memory; refusing to overwrite")
         if self.template_path is None or not Path(self.template_path).is_file():
             raise MemFaceInputError(self.template_path or "template", "template video not found")
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-        try:
+        with atomic_folder(directory) as staging:
             save_arrays(staging / MEMORY_FILE, {"keys": self.keys, "values": self.values, "neutral": self.neutral,
                                                 "frame_indices": self.frame_indices})
             save_arrays(staging / TRACKS_FILE, {"poses": self.poses, "crop_affines": self.crop_affines})
@@ -172,13 +170,6 @@ class SpeakerMemory:
                             break
                         writer.write(_even(frame))
             (staging / SPEAKER_FILE).write_text(json.dumps(self.meta, indent=1))
-            staging.chmod(0o755)
-            if directory.exists():
-                shutil.rmtree(directory)
-            os.replace(staging, directory)
-        finally:
-            if staging.exists():
-                shutil.rmtree(staging, ignore_errors=True)
         self.template_path = directory / TEMPLATE_FILE
         return directory
 

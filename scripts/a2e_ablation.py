@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from memface_hub.arrays_io import write_text_atomic
+from memface_hub.evaluation.report import write_markdown_section
 from memface_hub.a2e import MemFaceAudioToExpression
 from memface_hub.evaluation.a2e_eval import evaluate_a2e
 from memface_hub.training.a2e_data import read_splits
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--table-only", action="store_true", help="only rewrite the README table from --out")
     args = parser.parse_args(argv)
     if args.table_only:
-        write_readme_table(json.loads(Path(args.out).read_text()), Path(args.readme))
+        write_results_section(json.loads(Path(args.out).read_text()), args.readme)
         return 0
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("accelerate").setLevel(logging.WARNING)
@@ -156,23 +157,14 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out, json.dumps(result, indent=1) + "\n")
-    write_readme_table(result, Path(args.readme))
+    write_results_section(result, args.readme)
     print(markdown_table(result))
     return 0
 
 
-START, END = "<!-- a2e-ablation:start -->", "<!-- a2e-ablation:end -->"
-
-
-def write_readme_table(result: dict, readme: Path) -> None:
-    """Put the table between the markers of ``readme`` (appending a section if they are missing)."""
-    text = readme.read_text() if readme.exists() else "# Results\n"
-    block = f"{START}\n{markdown_table(result)}\n{END}"
-    if START in text and END in text:
-        text = text[:text.index(START)] + block + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip() + "\n\n## Audio-to-expression ablation (`docs/results/a2e_ablation.json`)\n\n" + block + "\n"
-    readme.write_text(text)
+def write_results_section(result: dict, readme) -> None:
+    write_markdown_section(readme, "a2e-ablation", "Audio-to-expression ablation (`docs/results/a2e_ablation.json`)",
+                           markdown_table(result))
 
 
 def markdown_table(result: dict) -> str:

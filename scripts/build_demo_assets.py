@@ -46,7 +46,7 @@ def parse_args(argv):
     parser.add_argument("--renderer-from", default=None, help="a trained renderer folder to bundle instead of training")
     parser.add_argument("--a2e-epochs", type=int, default=60)
     parser.add_argument("--renderer-steps", type=int, default=400)
-    parser.add_argument("--speaker-seconds", type=float, default=10.0)
+    parser.add_argument("--speaker-seconds", type=float, default=15.0)
     parser.add_argument("--speaker-voice", default="en-us", help="voice of the clips the demo speaker is made of")
     return parser.parse_args(argv)
 

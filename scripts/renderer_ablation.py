@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from memface_hub.arrays_io import write_text_atomic
+from memface_hub.evaluation.report import write_markdown_section
 from memface_hub.evaluation.perceptual import PerceptualMetric
 from memface_hub.evaluation.renderer_eval import evaluate_renderer, render_crops, track_crops
 from memface_hub.face.tracker import FaceTracker
@@ -87,7 +88,7 @@ def train_all(args) -> dict:
     for variant, memory in TRAINED_VARIANTS.items():
         for seed in range(args.seeds):
             out = runs / f"{variant}_s{seed}"
-            state_path = out / "checkpoint" / STATE_FILE
+            state_path = out / STATE_FILE
             done = state_path.exists() and json.loads(state_path.read_text()).get("step", 0) >= args.steps
             if not done:
                 data = data or load_renderer_data(base)
@@ -203,22 +204,10 @@ def main(argv: list[str] | None = None) -> int:
                            "machine": f"{os.cpu_count()} CPU cores, torch threads {torch.get_num_threads()}"},
               "wall_seconds": time.perf_counter() - started}
     write_text_atomic(Path(args.out), json.dumps(result, indent=1))
-    write_readme_table(result, Path(args.readme))
+    write_markdown_section(args.readme, "renderer-ablation", "Renderer ablation (`docs/results/renderer_ablation.json`)",
+                           markdown_table(result))
     print(markdown_table(result))
     return 0
-
-
-START, END = "<!-- renderer-ablation:start -->", "<!-- renderer-ablation:end -->"
-
-
-def write_readme_table(result: dict, readme: Path) -> None:
-    text = readme.read_text() if readme.exists() else "# Results\n"
-    block = f"{START}\n{markdown_table(result)}\n{END}"
-    if START in text and END in text:
-        text = text[:text.index(START)] + block + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip() + "\n\n## Renderer ablation (`docs/results/renderer_ablation.json`)\n\n" + block + "\n"
-    write_text_atomic(readme, text)
 
 
 def markdown_table(result: dict) -> str:

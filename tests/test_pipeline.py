@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -194,3 +195,12 @@ def test_a_pipeline_repo_with_pickle_files_is_refused(pipe, hub_env):
         MemFacePipeline.from_pretrained(repo_id)
     with pytest.raises(MemFaceInputError, match="cannot load the pipeline from the Hub"):
         MemFacePipeline.from_pretrained(hub_env.repo_id("missing"))
+
+
+def test_half_precision_renderer_on_request(pipe, speaker):
+    half = MemFacePipeline(pipe.a2e, copy.deepcopy(pipe.renderer)).to("cpu", torch.bfloat16)
+    assert next(half.renderer.parameters()).dtype == torch.bfloat16
+    audio = (tone(0.4), 16_000)
+    reference = pipe(audio, speaker).frames.astype(int)
+    result = half(audio, speaker).frames.astype(int)
+    assert result.shape == reference.shape and np.abs(result - reference).mean() < 3.0

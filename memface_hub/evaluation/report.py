@@ -1,0 +1,22 @@
+"""Result tables in Markdown files: a section between ``<!-- key:start -->`` / ``<!-- key:end -->`` markers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..arrays_io import write_text_atomic
+
+
+def write_markdown_section(readme: str | os.PathLike, key: str, heading: str, body: str) -> Path:
+    """Replace the text between ``key``'s markers in ``readme`` with ``body``; append a ``## heading``
+    section holding the markers when they are missing (a new file starts with ``# Results``)."""
+    readme = Path(readme)
+    start, end = f"<!-- {key}:start -->", f"<!-- {key}:end -->"
+    text = readme.read_text() if readme.exists() else "# Results\n"
+    block = f"{start}\n{body}\n{end}"
+    if start in text and end in text:
+        text = text[:text.index(start)] + block + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip() + f"\n\n## {heading}\n\n" + block + "\n"
+    return write_text_atomic(readme, text)
