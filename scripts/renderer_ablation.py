@@ -62,7 +62,7 @@ def parse_args(argv):
                         help="λ_p of eq. 6 in these runs (default 0: the perceptual loss doubles the step time on a CPU)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--frame-step", type=int, default=6, help="every n-th training frame")
-    parser.add_argument("--test-frame-step", type=int, default=10, help="every n-th test frame")
+    parser.add_argument("--test-frame-step", type=int, default=15, help="every n-th test frame")
     parser.add_argument("--finetune-seconds", type=float, default=120.0)
     parser.add_argument("--phase", choices=["train", "all"], default="all")
     parser.add_argument("--out", default=str(ROOT / "docs" / "results" / "renderer_ablation.json"))
