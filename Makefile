@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo figures clean
+.PHONY: install test demo figures space browser clean
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,13 +19,30 @@ $(STAMP): requirements.txt pyproject.toml
 install: $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m pytest -q   # OpenBLAS threads spin against torch on 2 cores
 
 demo: $(STAMP)
 	$(BIN)/memface demo --out outputs/demo
 
 figures: $(STAMP)
 	$(BIN)/python scripts/foundation_figures.py
+
+# The Gradio Space on this machine, offline, with the bundled demo weights and speaker
+# (MEMFACE_SPACE_MODEL / MEMFACE_SPACE_SPEAKER or `python space_app.py --help` for other choices).
+space: $(STAMP)
+	GRADIO_ANALYTICS_ENABLED=False $(BIN)/python space_app.py --host 127.0.0.1 --port 7860
+
+# Headless Chromium + chromedriver (Debian packages) for tests/test_space_browser.py; needs root or
+# password-less sudo, otherwise that test is skipped and says why.
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then \
+		echo "chromium and chromedriver are installed"; \
+	else \
+		if [ "$$(id -u)" = 0 ]; then SUDO=""; \
+		elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then SUDO="sudo -n"; \
+		else echo "warning: cannot install chromium (not root, no sudo): tests/test_space_browser.py will be skipped" >&2; exit 0; fi; \
+		$$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	fi
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

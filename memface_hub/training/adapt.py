@@ -17,6 +17,7 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,12 +29,12 @@ from ..arrays_io import load_arrays, save_arrays
 from ..data.preprocess import preprocess_clip
 from ..errors import MemFaceInputError
 from ..renderer import MemFaceRenderer
-from ..speaker import SpeakerMemory
+from ..speaker import DELTA_FILE, SpeakerMemory
 from .renderer_data import RendererFrames
 
 logger = logging.getLogger(__name__)
 
-DELTA_FILE = "renderer_delta.safetensors"
+ADAPT_STAGES = ("tracking", "memory", "fine-tuning", "done")   # what ``adapt_speaker`` reports to ``on_stage``
 
 
 @dataclass
@@ -109,12 +110,21 @@ def finetune_renderer(renderer: MemFaceRenderer, shard_dir: Path, entries: int, 
 def adapt_speaker(video: str | os.PathLike, out_dir: str | os.PathLike, name: str | None = None,
                   entries: int = 300, renderer: MemFaceRenderer | str | os.PathLike | None = None,
                   finetune_steps: int | None = None, finetune_seconds: float | None = None,
-                  max_seconds: float = 60.0, progress: bool = True) -> AdaptationResult:
-    """Memory-only adaptation, plus renderer fine-tuning when a renderer and a budget are given."""
+                  max_seconds: float = 60.0, progress: bool = True,
+                  on_stage: Callable[[str], None] | None = None) -> AdaptationResult:
+    """Memory-only adaptation, plus renderer fine-tuning when a renderer and a budget are given.
+
+    ``on_stage``, when given, is called with each stage's name as it starts (``"tracking"``,
+    ``"memory"``, ``"fine-tuning"`` when there is one) and with ``"done"`` at the end: what a UI
+    needs to show progress (the Space passes it to ``gr.Progress``).
+    """
+    report = on_stage or (lambda stage: None)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="memface-adapt-") as work:
+        report("tracking")
         result = preprocess_clip(video, work, require_audio=False, max_seconds=max_seconds, progress=progress)
         shard_dir = Path(work) / result.clip_id
+        report("memory")
         memory = SpeakerMemory.build(shard_dir, num_entries=entries, name=name, source_video=video)
         speaker_dir = memory.save_pretrained(out_dir)
         memory_seconds = time.perf_counter() - started
@@ -122,6 +132,7 @@ def adapt_speaker(video: str | os.PathLike, out_dir: str | os.PathLike, name: st
         if renderer is not None and (finetune_steps or finetune_seconds):
             base = renderer if isinstance(renderer, MemFaceRenderer) else MemFaceRenderer.from_pretrained(renderer)
             tuned = copy.deepcopy(base)
+            report("fine-tuning")
             tuned_started = time.perf_counter()
             tuned, steps = finetune_renderer(tuned, shard_dir, entries, finetune_steps, finetune_seconds,
                                              progress=progress)
@@ -131,4 +142,5 @@ def adapt_speaker(video: str | os.PathLike, out_dir: str | os.PathLike, name: st
             outcome.finetune_steps = steps
     logger.info("adapted speaker in %s: memory %.1f s, fine-tuning %.1f s (%d steps)", outcome.speaker_dir,
                 outcome.memory_seconds, outcome.finetune_seconds, outcome.finetune_steps)
+    report("done")
     return outcome
