@@ -365,3 +365,21 @@ def test_deepspeech_windows_of_ctc_logits(tiny_ctc):
     np.testing.assert_array_equal(build_frontend(config)(audio, SR), features)
     with pytest.raises(ValueError, match="window"):
         DeepSpeechFrontEnd(tiny_ctc, window=0)
+
+
+def test_mel_blocks_match_one_whole_utterance_spectrogram():
+    """Long audio is analysed in 30 s blocks; the result equals librosa's single centred spectrogram."""
+    import librosa
+
+    from memface_hub.audio.base import frames_per_video_frame
+    from memface_hub.audio.mel import BLOCK_FRAMES, HOP_LENGTH, LOG_FLOOR, N_FFT
+
+    rng = np.random.default_rng(0)
+    audio = (0.1 * rng.standard_normal(BLOCK_FRAMES * HOP_LENGTH + 12_345)).astype(np.float32)  # > one block
+    mel = librosa.feature.melspectrogram(y=audio, sr=16_000, n_fft=N_FFT, hop_length=HOP_LENGTH, win_length=N_FFT,
+                                         n_mels=80, power=2.0, center=True)
+    log_mel = np.log(mel + LOG_FLOOR).T
+    log_mel = (log_mel - log_mel.mean(0)) / (log_mel.std(0) + 1e-5)
+    frames = round(len(audio) / 16_000 * 25)
+    expected = frames_per_video_frame(log_mel, 4, frames).reshape(frames, -1)
+    np.testing.assert_allclose(build_frontend("mel")(audio, 16_000), expected, atol=1e-4)

@@ -17,6 +17,7 @@ N_FFT = 400  # 25 ms at 16 kHz
 HOP_LENGTH = 160  # 10 ms at 16 kHz → 100 Hz
 FRAMES_PER_VIDEO_FRAME = 4  # 100 Hz / 25 fps
 LOG_FLOOR = 1e-6
+BLOCK_FRAMES = 3000  # 30 s of 10 ms frames per spectrogram block
 
 
 class MelFrontEnd(AudioFrontEnd):
@@ -40,12 +41,19 @@ class MelFrontEnd(AudioFrontEnd):
     def _extract(self, audio: np.ndarray, num_frames: int) -> np.ndarray:
         import librosa
 
-        # 1. log-mel at 100 Hz; frame j is centred at j * 10 ms
-        mel = librosa.feature.melspectrogram(
-            y=audio, sr=self.sampling_rate, n_fft=N_FFT, hop_length=HOP_LENGTH, win_length=N_FFT,
-            n_mels=self.n_mels, power=2.0, center=True,
-        )  # (n_mels, T)
-        log_mel = np.log(mel + LOG_FLOOR).T  # (T, n_mels)
+        # 1. log-mel at 100 Hz; frame j is centred at j * 10 ms (librosa's ``center=True`` framing,
+        #    computed in blocks so that long audio never holds a whole-utterance spectrogram)
+        padded = np.pad(audio, N_FFT // 2)
+        total = 1 + len(audio) // HOP_LENGTH
+        log_mel = np.empty((total, self.n_mels), np.float32)                              # (T, n_mels)
+        for start in range(0, total, BLOCK_FRAMES):
+            stop = min(start + BLOCK_FRAMES, total)
+            block = padded[start * HOP_LENGTH:(stop - 1) * HOP_LENGTH + N_FFT]
+            mel = librosa.feature.melspectrogram(
+                y=block, sr=self.sampling_rate, n_fft=N_FFT, hop_length=HOP_LENGTH, win_length=N_FFT,
+                n_mels=self.n_mels, power=2.0, center=False,
+            )  # (n_mels, stop - start)
+            log_mel[start:stop] = np.log(mel + LOG_FLOOR).T
         # 2. per-utterance mean/variance normalisation per mel bin
         log_mel = (log_mel - log_mel.mean(axis=0)) / (log_mel.std(axis=0) + 1e-5)
         # 3. stack the four 10 ms frames of each video frame
