@@ -44,6 +44,7 @@ from .face.geometry import Poses
 from .face.sketch import draw_mouth_sketch, project_mouth
 from .hub import hub_file_list
 from .io.audio import AUDIO_SAMPLE_RATE, load_audio
+from .parallel import release_free_memory
 from .io.video import SYNTHETIC_LABEL, VideoWriter, iter_frames
 from .renderer import MemFaceRenderer
 from .speaker import DELTA_FILE, SpeakerMemory
@@ -56,6 +57,7 @@ ASSETS = Path(__file__).resolve().parent / "assets"
 DEMO_PIPELINE = ASSETS / "demo_pipeline"
 DEMO_SPEAKER = ASSETS / "demo_speaker"
 DEFAULT_MAX_AUDIO_SECONDS = 900.0
+TRIM_EVERY_CHUNKS = 16
 PIPELINE_FILES = [PIPELINE_INDEX, "README.md", "a2e/config.json", "a2e/model.safetensors",
                   "renderer/config.json", "renderer/model.safetensors"]
 
@@ -358,6 +360,8 @@ class MemFacePipeline:
                 paste_mouth(frame, crop, affine, mask, box)
             lap("paste_back")
             yield out, expressions[start:stop], entries, weights
+            if (start // chunk_size) % TRIM_EVERY_CHUNKS == TRIM_EVERY_CHUNKS - 1:
+                release_free_memory()            # flat resident memory for long audio (see its docstring)
             clock = time.perf_counter()          # time spent by the consumer is not ours
             bar.update(stop - start)
         bar.close()
