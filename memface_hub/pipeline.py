@@ -40,6 +40,7 @@ from .arrays_io import atomic_folder
 from .audio import build_frontend
 from .audio.base import AudioFrontEnd
 from .errors import MemFaceInputError
+from .face.crop import warp_to_crop
 from .face.geometry import Poses
 from .face.sketch import draw_mouth_sketch, project_mouth
 from .hub import hub_file_list
@@ -100,13 +101,14 @@ class TemplateFrames:
 
     def __init__(self, speaker: SpeakerMemory):
         self._tmp = tempfile.TemporaryDirectory(prefix="memface-template-")
-        first = next(iter_frames(speaker.template_path, fps=speaker.meta["fps"]))
         count = len(speaker.poses)
-        self.frames = np.lib.format.open_memmap(os.path.join(self._tmp.name, "frames.npy"), mode="w+",
-                                                dtype=np.uint8, shape=(count, *first.shape))   # (T, H, W, 3)
+        self.frames: np.ndarray | None = None
         written = 0
         for index, frame in enumerate(iter_frames(speaker.template_path, fps=speaker.meta["fps"], max_frames=count)):
-            if frame.shape != first.shape:
+            if self.frames is None:          # sized by the first decoded frame: one pass over the video
+                self.frames = np.lib.format.open_memmap(os.path.join(self._tmp.name, "frames.npy"), mode="w+",
+                                                        dtype=np.uint8, shape=(count, *frame.shape))  # (T, H, W, 3)
+            elif frame.shape != self.frames.shape[1:]:
                 raise MemFaceInputError(speaker.template_path, "template frames change size")
             self.frames[index] = frame
             written = index + 1
@@ -338,8 +340,7 @@ class MemFacePipeline:
             index = pingpong_indices(start, stop - start, len(template))
             points = project_mouth(vertices[start:stop], poses.take(index), affines[index])  # (c, V, 2)
             frames = template.frames[index]                                                 # (c, H, W, 3)
-            crops = np.stack([cv2.warpAffine(frame, affine, (size, size), flags=cv2.INTER_LINEAR,
-                                             borderMode=cv2.BORDER_REPLICATE) for frame, affine in zip(frames, affines[index])])
+            crops = np.stack([warp_to_crop(frame, affine, size) for frame, affine in zip(frames, affines[index])])
             sketches = np.stack([draw_mouth_sketch(p, size) for p in points])
             lap("drawing")
             # 4. render with the speaker's explicit memory
