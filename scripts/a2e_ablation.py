@@ -17,14 +17,19 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import multiprocessing
 import os
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from memface_hub.arrays_io import write_text_atomic
+from memface_hub.parallel import limit_worker_threads
 from memface_hub.evaluation.report import write_markdown_section
 from memface_hub.a2e import MemFaceAudioToExpression
 from memface_hub.evaluation.a2e_eval import evaluate_a2e
@@ -35,27 +40,64 @@ from memface_hub.training.train_a2e import A2ETrainingConfig, train_a2e
 logger = logging.getLogger("a2e_ablation")
 ROOT = Path(__file__).resolve().parents[1]
 VARIANT_MEMORY = {"memface": "implicit", "no_memory": "none", "explicit_memory": "explicit"}
-METRICS = ("rmse", "bilabial_closure", "av_offset_frames", "lag0_fraction", "silence_jitter")
+METRICS = ("rmse", "bilabial_closure", "av_offset_frames", "lag0_fraction", "silence_jitter",
+           "bilabial_closure_ground_truth")
 
 
-def run(name: str, args, memory: str, frontend: str, seed: int, splits_path: Path) -> Path:
-    """Train (or reuse) one model; returns its run folder."""
-    out = Path(args.work) / name
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run of the ablation."""
+
+    name: str
+    memory: str
+    frontend: str
+    seed: int
+    splits: str
+
+
+def run_is_done(out: Path, epochs: int) -> bool:
     state = out / STATE_FILE
-    if state.exists() and json.loads(state.read_text())["epoch"] >= args.epochs and (out / "best").exists():
+    return state.exists() and json.loads(state.read_text())["epoch"] >= epochs and (out / "best").exists()
+
+
+def train_run(spec: RunSpec, args) -> Path:
+    """Train (or finish, or reuse) one model; returns its run folder."""
+    out = Path(args.work) / spec.name
+    if run_is_done(out, args.epochs):
         return out
     started = time.perf_counter()
     train_a2e(A2ETrainingConfig(
-        shards=args.shards, output_dir=str(out), splits=str(splits_path), frontend={"name": frontend},
-        memory=memory, memory_slots=args.memory_slots, epochs=args.epochs, d_model=args.d_model,
-        seed=seed, resume=state.exists(), progress=False))
-    logger.info("%s trained in %.0f s", name, time.perf_counter() - started)
+        shards=args.shards, output_dir=str(out), splits=spec.splits, frontend={"name": spec.frontend},
+        memory=spec.memory, memory_slots=args.memory_slots, epochs=args.epochs, d_model=args.d_model,
+        seed=spec.seed, resume=(out / STATE_FILE).exists(), progress=False))
+    logger.info("%s trained in %.0f s", spec.name, time.perf_counter() - started)
     return out
+
+
+def _single_thread_worker() -> None:
+    limit_worker_threads()
+    torch.set_num_threads(1)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("accelerate").setLevel(logging.WARNING)
+
+
+def train_all(specs: list[RunSpec], args) -> None:
+    """Train every run not yet done: in this process, or ``--jobs`` single-threaded processes at once."""
+    todo = [spec for spec in specs if not run_is_done(Path(args.work) / spec.name, args.epochs)]
+    logger.info("%d of %d runs to train (%d at a time)", len(todo), len(specs), args.jobs)
+    if args.jobs <= 1:
+        for spec in todo:
+            train_run(spec, args)
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(args.jobs, mp_context=context, initializer=_single_thread_worker) as pool:
+        for future in [pool.submit(train_run, spec, args) for spec in todo]:
+            future.result()
 
 
 def summarise(rows: list[dict]) -> dict:
     """Mean ± std over seeds of each metric."""
-    summary = {"seeds": len(rows), "test_frames": rows[0]["frames"]}
+    summary = {"seeds": len(rows), "test_frames": rows[0]["frames"], "bilabials": rows[0].get("bilabials")}
     for metric in METRICS:
         values = np.array([r[metric] for r in rows], float)
         summary[f"{metric}_mean"] = float(np.nanmean(values))
@@ -77,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shards", default=str(ROOT / "outputs" / "foundation" / "shards"))
     parser.add_argument("--work", default=str(ROOT / "outputs" / "a2e_ablation"))
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--jobs", type=int, default=1, help="training runs at once, one thread each")
     parser.add_argument("--d-model", type=int, default=128)
     parser.add_argument("--memory-slots", type=int, default=1000)
     parser.add_argument("--frontends", default="phonemes,mel")
@@ -106,44 +149,58 @@ def main(argv: list[str] | None = None) -> int:
             model.reset_memory_(reset_seed)
         return evaluate_a2e(model, args.shards, corpus, clip_ids)
 
-    # 1. front end choice, by validation RMSE of MemFace
+    # 0. every training run, planned up front so that --jobs can train them side by side
     frontends = args.frontends.split(",")
-    choice_rows = {}
-    for frontend in frontends:
-        rows = []
-        for seed in seeds:
-            out = run(f"{frontend}_memface_s{seed}", args, "implicit", frontend, seed, corpus / "corpus.json")
-            rows.append({"val": evaluate(out / "best", splits["val"]), "test": evaluate(out / "best", splits["test"])})
-        choice_rows[frontend] = rows
-    chosen = min(frontends, key=lambda f: np.mean([r["val"]["rmse"] for r in choice_rows[f]]))
-    logger.info("front end chosen by validation RMSE: %s", chosen)
-
-    # 2. the ablation with the chosen front end
-    table = {"memface": [r["test"] for r in choice_rows[chosen]]}
-    for variant in ("no_memory", "explicit_memory"):
-        table[variant] = [evaluate(run(f"{chosen}_{variant}_s{seed}", args, VARIANT_MEMORY[variant], chosen, seed,
-                                       corpus / "corpus.json") / "best", splits["test"]) for seed in seeds]
-    table["random_memory"] = [evaluate(work / f"{chosen}_memface_s{seed}" / "best", splits["test"], reset_seed=seed)
-                              for seed in seeds]
-    states = [json.loads((work / f"{chosen}_memface_s{s}" / STATE_FILE).read_text()) for s in seeds]
-    throughput = float(np.mean([s["train_frames_per_s"] for s in states]))
-
-    # 3. an unheard voice: train without it, test on its test clips (vs. the other voices' test clips)
     voice_of = {clip["clip_id"]: clip["voice"] for clip in index["clips"]}
     heldout = {name: [c for c in ids if voice_of[c] != args.heldout_voice] for name, ids in splits.items()}
     heldout_path = work / f"splits_without_{args.heldout_voice}.json"
-    heldout_path.write_text(json.dumps({"splits": heldout}))
+    write_text_atomic(heldout_path, json.dumps({"splits": heldout}))
+    corpus_splits = str(corpus / "corpus.json")
+    memface_runs = {f: [RunSpec(f"{f}_memface_s{seed}", "implicit", f, seed, corpus_splits) for seed in seeds]
+                    for f in frontends}
+    specs = [spec for runs in zip(*memface_runs.values()) for spec in runs]
+    train_all(specs, args)
+
+    # 1. front end choice, by validation RMSE of MemFace
+    choice_rows = {}
+    for frontend in frontends:
+        choice_rows[frontend] = [{"val": evaluate(Path(args.work) / spec.name / "best", splits["val"]),
+                                  "test": evaluate(Path(args.work) / spec.name / "best", splits["test"])}
+                                 for spec in memface_runs[frontend]]
+    chosen = min(frontends, key=lambda f: np.mean([r["val"]["rmse"] for r in choice_rows[f]]))
+    logger.info("front end chosen by validation RMSE: %s", chosen)
+
+    # 2. the ablation with the chosen front end, and an unheard voice (trained without it)
+    ablation_runs = {variant: [RunSpec(f"{chosen}_{variant}_s{seed}", VARIANT_MEMORY[variant], chosen, seed,
+                                       corpus_splits) for seed in seeds]
+                     for variant in ("no_memory", "explicit_memory")}
+    voice_runs = [RunSpec(f"{chosen}_memface_no-{args.heldout_voice}_s{seed}", "implicit", chosen, seed,
+                          str(heldout_path)) for seed in seeds[:args.heldout_seeds]]
+    train_all([spec for runs in ablation_runs.values() for spec in runs] + voice_runs, args)
+    table = {"memface": [r["test"] for r in choice_rows[chosen]]}
+    for variant, runs in ablation_runs.items():
+        table[variant] = [evaluate(work / spec.name / "best", splits["test"]) for spec in runs]
+    table["random_memory"] = [evaluate(work / spec.name / "best", splits["test"], reset_seed=spec.seed)
+                              for spec in memface_runs[chosen]]
+    states = [json.loads((work / spec.name / STATE_FILE).read_text()) for spec in memface_runs[chosen]]
+    throughput = float(np.mean([s["train_frames_per_s"] for s in states]))
+    run_seconds = float(np.mean([s.get("train_seconds", float("nan")) for s in states]))
+
+    # 3. an unheard voice: its test clips against the other voices' test clips
     voice_rows = {"unheard_voice": [], "heard_voices": []}
-    for seed in seeds[:args.heldout_seeds]:
-        out = run(f"{chosen}_memface_no-{args.heldout_voice}_s{seed}", args, "implicit", chosen, seed, heldout_path)
-        voice_rows["unheard_voice"].append(evaluate(out / "best", [c for c in splits["test"]
-                                                                   if voice_of[c] == args.heldout_voice]))
-        voice_rows["heard_voices"].append(evaluate(out / "best", heldout["test"]))
+    for spec in voice_runs:
+        voice_rows["unheard_voice"].append(evaluate(work / spec.name / "best", [c for c in splits["test"]
+                                                                             if voice_of[c] == args.heldout_voice]))
+        voice_rows["heard_voices"].append(evaluate(work / spec.name / "best", heldout["test"]))
 
     result = {
         "frontend": chosen,
         "train_frames_per_s": throughput,
         "machine": f"{os.cpu_count()} CPU cores, CPU only",
+        "train_threads": 1 if args.jobs > 1 else torch.get_num_threads(),
+        "parallel_runs": args.jobs,
+        "train_seconds_per_run": run_seconds,
+        "corpus_version": index.get("format_version", 1),
         "epochs": args.epochs,
         "rows": [table_row(variant, rows) for variant, rows in table.items()],
         "frontend_choice": [{"frontend": f, "val_rmse_mean": float(np.mean([r["val"]["rmse"] for r in rows])),
@@ -168,8 +225,12 @@ def write_results_section(result: dict, readme) -> None:
 
 
 def markdown_table(result: dict) -> str:
-    lines = [f"Front end: `{result['frontend']}`; {result['epochs']} epochs; training "
-             f"{result['train_frames_per_s']:.0f} frames/s ({result['machine']}).", "",
+    setting = result["machine"]
+    if result.get("train_threads"):
+        setting = (f"{result['train_threads']} torch thread(s) per run, {result['parallel_runs']} run(s) at once, "
+                   f"{result['train_seconds_per_run'] / 60:.1f} min of training per run; {setting}")
+    lines = [f"Demo corpus v{result.get('corpus_version', 1)}. Front end: `{result['frontend']}`; {result['epochs']} "
+             f"epochs; training {result['train_frames_per_s']:.0f} frames/s per run ({setting}).", "",
              "| variant | RMSE ↓ | bilabial closure ↑ | mean abs AV offset (frames) ↓ | lag-0 fraction ↑ | jitter in silence ↓ | seeds | test frames |",
              "|---|---|---|---|---|---|---|---|"]
     for row in result["rows"]:
@@ -177,6 +238,11 @@ def markdown_table(result: dict) -> str:
                      f"{row['bilabial_closure_mean']:.3f} ± {row['bilabial_closure_std']:.3f} | "
                      f"{row['av_offset_frames_mean']:.2f} ± {row['av_offset_frames_std']:.2f} | "
                      f"{row['lag0_fraction_mean']:.2f} | {row['silence_jitter_mean']:.4f} | {row['seeds']} | {row['test_frames']} |")
+    memface = result["rows"][0]
+    if memface.get("bilabial_closure_ground_truth_mean") is not None:
+        lines += ["", f"Bilabial closure of the ground truth itself, by the same rule: "
+                      f"{memface['bilabial_closure_ground_truth_mean']:.3f} ({memface['bilabials']} m/b/p centres "
+                      "in the test split)."]
     lines += ["", "Front-end choice (MemFace, mean over seeds): " + "; ".join(
         f"`{row['frontend']}` val RMSE {row['val_rmse_mean']:.4f}, test RMSE {row['test_rmse_mean']:.4f}, "
         f"bilabial closure {row['test_bilabial_closure_mean']:.3f}" for row in result["frontend_choice"]) + "."]

@@ -190,6 +190,17 @@ def test_short_bilabial_survives_smoothing() -> None:
         assert schedule.jaw_open[_centre_frame(phonemes[0], fps)] > 0.5
 
 
+def test_short_vowel_between_bilabials_still_opens() -> None:
+    """'bomb' at a fast rate: both closures hold at their centres and the 70 ms vowel still opens
+    (corpus v1's one-frame closure plateau swallowed it, leaving utterances with no open vowel)."""
+    phonemes = [PhonemeEvent("b", 0.20, 0.26), PhonemeEvent("A", 0.26, 0.33), PhonemeEvent("m", 0.33, 0.39)]
+    schedule = viseme_schedule(phonemes, num_frames=25, fps=FPS)
+    opening = schedule.jaw_open * (1.0 - schedule.closure)
+    assert opening[_centre_frame(phonemes[1])] > 0.3
+    for bilabial in (phonemes[0], phonemes[2]):
+        assert schedule.closure[_centre_frame(bilabial)] >= 0.9
+
+
 def test_silence_frames_are_at_rest() -> None:
     phonemes = [PhonemeEvent("a", 0.5, 0.7), PhonemeEvent("m", 0.7, 0.8), PhonemeEvent("i:", 0.8, 1.0)]
     schedule = viseme_schedule(phonemes, num_frames=50, fps=FPS, smoothing_s=0.04)  # 2 s

@@ -164,7 +164,7 @@ def viseme_schedule(
     phonemes: list[PhonemeEvent],
     num_frames: int,
     fps: float = 25.0,
-    smoothing_s: float = 0.04,
+    smoothing_s: float = 0.03,
 ) -> VisemeSchedule:
     """Coarticulated mouth channels for frames ``i = 0..num_frames-1`` centred at ``(i + 0.5) / fps``.
 
@@ -176,8 +176,8 @@ def viseme_schedule(
 
     Returns:
         A :class:`VisemeSchedule` of four ``(num_frames,)`` float32 arrays. At the frame that holds
-        each m/b/p centre (and every frame centre within one frame of it) ``closure`` is 1 and
-        ``jaw_open`` at most the bilabial target.
+        each m/b/p centre (and every frame centre within 40 % of the phoneme of it) ``closure`` is 1
+        and ``jaw_open`` at most the bilabial target.
     """
     if num_frames < 0:
         raise MemFaceInputError(f"num_frames={num_frames}", "must be >= 0")
@@ -209,15 +209,17 @@ def viseme_schedule(
     )  # (num_frames, 4)
     jaw_open, lip_round, lip_spread, closure = (frames[:, c] for c in range(len(CHANNELS)))
 
-    # 4. re-impose bilabial closure: weight 1 within max(one frame, 40 % of the phoneme) of each
-    #    m/b/p centre (real lip closures last ~70-120 ms: at least three frames at 25 fps)
-    #    then a narrow Gaussian fall-off, blending toward closed lips
-    falloff_s = max(smoothing_s / 2.0, 1e-3)
+    # 4. re-impose bilabial closure: weight 1 within max(half a frame, 40 % of the phoneme) of each
+    #    m/b/p centre, so the frame holding the centre is always closed, then a narrow Gaussian
+    #    fall-off blending toward closed lips. The plateau stays inside the phoneme: a wider one
+    #    (corpus v1 used a whole frame each side) swallowed short vowels between two bilabials
+    #    ("bomb" at 180 wpm never opened), which also made the utterance's τ meaningless.
+    falloff_s = max(smoothing_s / 2.5, 1e-3)
     for phoneme in phonemes:
         if phoneme.symbol.lstrip("',%") not in BILABIALS:
             continue
         centre = 0.5 * (phoneme.start + phoneme.end)
-        half_width = max(1.0 / fps, 0.4 * (phoneme.end - phoneme.start))
+        half_width = max(0.5 / fps, 0.4 * (phoneme.end - phoneme.start))
         distance = np.maximum(np.abs(frame_times - centre) - half_width, 0.0)  # (num_frames,)
         weight = np.exp(-0.5 * (distance / falloff_s) ** 2)
         target = viseme_for(phoneme.symbol)

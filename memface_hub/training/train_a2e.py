@@ -174,7 +174,9 @@ def train_a2e(config: A2ETrainingConfig) -> Path:
             state["step"] += 1
             frames_seen += int(batch["mask"].sum()) * accelerator.num_processes
             bar.set_postfix(loss=f"{loss.total.item():.4f}", phase=phase)
-        train_seconds += time.perf_counter() - started
+        epoch_seconds = time.perf_counter() - started
+        train_seconds += epoch_seconds
+        state["train_seconds"] = state.get("train_seconds", 0.0) + epoch_seconds  # over resumes too
         metrics = _evaluate(model, val_loader, accelerator, config)
         state["epoch"] = epoch + 1
         state["history"].append({"epoch": epoch + 1, **metrics})
