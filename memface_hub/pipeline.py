@@ -30,7 +30,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
@@ -40,7 +39,7 @@ from .arrays_io import atomic_folder
 from .audio import build_frontend
 from .audio.base import AudioFrontEnd
 from .errors import MemFaceInputError
-from .face.crop import warp_to_crop
+from .face.crop import paste_back, warp_to_crop
 from .face.geometry import Poses
 from .face.sketch import draw_mouth_sketch, project_mouth
 from .hub import hub_file_list
@@ -117,37 +116,6 @@ class TemplateFrames:
 
     def __len__(self) -> int:
         return len(self.frames)
-
-
-def _box_in_frame(affine: np.ndarray, box: tuple[int, int, int, int], width: int, height: int,
-                  margin: int = 2) -> tuple[int, int, int, int]:
-    """Bounds ``(x0, y0, x1, y1)`` in the frame of the crop box ``(top, bottom, left, right)``."""
-    top, bottom, left, right = box
-    corners = np.array([[left, top], [right, top], [left, bottom], [right, bottom]], np.float64)
-    inverse = cv2.invertAffineTransform(affine)
-    points = corners @ inverse[:, :2].T + inverse[:, 2]
-    x0, y0 = np.floor(points.min(0)).astype(int) - margin
-    x1, y1 = np.ceil(points.max(0)).astype(int) + margin
-    return max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
-
-
-def paste_mouth(frame: np.ndarray, crop: np.ndarray, affine: np.ndarray, mask: np.ndarray,
-                box: tuple[int, int, int, int]) -> np.ndarray:
-    """Blend the rendered crop ``(S, S, 3)`` into ``frame`` ``(H, W, 3)`` (in place) with ``mask``
-    ``(S, S)``, warping only the frame region around the crop's mouth ``box`` (fast paste-back)."""
-    height, width = frame.shape[:2]
-    x0, y0, x1, y1 = _box_in_frame(affine, box, width, height)
-    if x1 <= x0 or y1 <= y0:
-        return frame
-    inverse = cv2.invertAffineTransform(affine)
-    inverse[:, 2] -= (x0, y0)
-    size = (x1 - x0, y1 - y0)
-    back = cv2.warpAffine(crop, inverse, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    weight = cv2.warpAffine(mask, inverse, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                            borderValue=0.0)[..., None]
-    region = frame[y0:y1, x0:x1].astype(np.float32)
-    frame[y0:y1, x0:x1] = np.clip(region + (back.astype(np.float32) - region) * weight + 0.5, 0, 255).astype(np.uint8)
-    return frame
 
 
 class MemFacePipeline:
@@ -358,7 +326,7 @@ class MemFacePipeline:
             # 5. paste the mouth back into the full frames
             out = np.array(frames)
             for frame, crop, affine in zip(out, rendered, affines[index]):
-                paste_mouth(frame, crop, affine, mask, box)
+                paste_back(frame, crop, affine, mask, box, in_place=True)
             lap("paste_back")
             yield out, expressions[start:stop], entries, weights
             if (start // chunk_size) % TRIM_EVERY_CHUNKS == TRIM_EVERY_CHUNKS - 1:

@@ -76,6 +76,28 @@ def test_canonical_geometry_on_real_clip(carphone_track):
     np.testing.assert_allclose(round_trip.apply(canonical[:5]), poses.apply(canonical[:5]), rtol=1e-4)
 
 
+def test_paste_back_of_the_mouth_box_only_matches_the_full_paste_back(carphone_track):
+    """The pipeline's fast path (warp only the frame region under the crop's mouth box) gives the
+    same frame as the full inverse warp when the mask is zero outside that box."""
+    frames, track = carphone_track
+    layout = CropLayout(size=128)
+    affines = crop_transforms(track.landmarks, canonical_face(track.landmarks, track.valid), layout, track.valid)
+    box = layout.mouth_box()
+    top, bottom, left, right = box
+    mask = np.zeros((layout.size, layout.size), np.float32)
+    mask[top + 4:bottom - 4, left + 4:right - 4] = 1.0
+    crop = np.full((layout.size, layout.size, 3), (10, 200, 30), np.uint8)   # a crop unlike the face
+    frame = frames[5]
+    full = paste_back(frame, crop, affines[5], mask)
+    region = paste_back(frame, crop, affines[5], mask, box=box)
+    assert np.abs(full.astype(int) - region.astype(int)).max() <= 1
+    assert np.abs(full.astype(int) - frame.astype(int)).max() > 100            # the mouth was painted
+    assert region is not frame
+    in_place = frame.copy()
+    assert paste_back(in_place, crop, affines[5], mask, box=box, in_place=True) is in_place
+    assert np.array_equal(in_place, region)
+
+
 def test_crop_then_paste_back_reproduces_the_frame(carphone_track):
     frames, track = carphone_track
     canonical = canonical_face(track.landmarks, track.valid)

@@ -98,22 +98,41 @@ def feathered_mask(size: int, box: tuple[int, int, int, int] | None = None, feat
     return mask
 
 
-def paste_back(frame: np.ndarray, crop: np.ndarray, affine: np.ndarray,
-               mask: np.ndarray | None = None) -> np.ndarray:
+def box_in_frame(affine: np.ndarray, box: tuple[int, int, int, int], width: int, height: int,
+                 margin: int = 2) -> tuple[int, int, int, int]:
+    """Frame bounds ``(x0, y0, x1, y1)`` covering the crop box ``(top, bottom, left, right)``."""
+    top, bottom, left, right = box
+    corners = np.array([[left, top], [right, top], [left, bottom], [right, bottom]], np.float64)
+    inverse = cv2.invertAffineTransform(affine)
+    points = corners @ inverse[:, :2].T + inverse[:, 2]
+    x0, y0 = np.floor(points.min(0)).astype(int) - margin
+    x1, y1 = np.ceil(points.max(0)).astype(int) + margin
+    return max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
+
+
+def paste_back(frame: np.ndarray, crop: np.ndarray, affine: np.ndarray, mask: np.ndarray | None = None,
+               box: tuple[int, int, int, int] | None = None, in_place: bool = False) -> np.ndarray:
     """Blend an aligned crop back into its frame with the exact inverse warp.
 
     frame ``(H, W, 3)`` uint8, crop ``(S, S, 3)`` uint8, affine frame → crop ``(2, 3)``,
     mask ``(S, S)`` float weights in crop coordinates (default: feathered full crop).
-    Returns a new ``(H, W, 3)`` uint8 frame.
+    box ``(top, bottom, left, right)`` in crop pixels: only the frame region covering it is warped
+    (the pipeline's mouth box; the mask must be zero outside it). ``in_place`` writes into ``frame``.
+    Returns the ``(H, W, 3)`` uint8 frame (a new one unless ``in_place``).
     """
     height, width = frame.shape[:2]
-    size = crop.shape[0]
     if mask is None:
-        mask = feathered_mask(size)
+        mask = feathered_mask(crop.shape[0])
+    x0, y0, x1, y1 = (0, 0, width, height) if box is None else box_in_frame(affine, box, width, height)
+    out = frame if in_place else frame.copy()
+    if x1 <= x0 or y1 <= y0:
+        return out
     inverse = cv2.invertAffineTransform(affine)
-    back = cv2.warpAffine(crop, inverse, (width, height), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REPLICATE)
-    weight = cv2.warpAffine(mask.astype(np.float32), inverse, (width, height), flags=cv2.INTER_LINEAR,
+    inverse[:, 2] -= (x0, y0)                                  # frame region → its own origin
+    size = (x1 - x0, y1 - y0)
+    back = cv2.warpAffine(crop, inverse, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    weight = cv2.warpAffine(mask.astype(np.float32, copy=False), inverse, size, flags=cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)[..., None]
-    blended = frame.astype(np.float32) * (1.0 - weight) + back.astype(np.float32) * weight
-    return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+    region = out[y0:y1, x0:x1].astype(np.float32)
+    out[y0:y1, x0:x1] = np.clip(region + (back.astype(np.float32) - region) * weight + 0.5, 0, 255).astype(np.uint8)
+    return out
