@@ -25,6 +25,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
@@ -32,7 +33,11 @@ from memface_hub.arrays_io import write_text_atomic
 from memface_hub.parallel import limit_worker_threads
 from memface_hub.evaluation.report import write_markdown_section
 from memface_hub.a2e import MemFaceAudioToExpression
-from memface_hub.evaluation.a2e_eval import evaluate_a2e
+from memface_hub.data.shards import load_shard
+from memface_hub.data.visemes import BILABIALS
+from memface_hub.evaluation.a2e_eval import evaluate_a2e, predict_clip_vertices
+from memface_hub.evaluation.a2e_metrics import centre_frames
+from memface_hub.face.geometry import mouth_opening
 from memface_hub.training.a2e_data import read_splits
 from memface_hub.training.run_state import STATE_FILE
 from memface_hub.training.train_a2e import A2ETrainingConfig, train_a2e
@@ -95,6 +100,59 @@ def train_all(specs: list[RunSpec], args) -> None:
             future.result()
 
 
+PLOT_COLOURS = {"ground truth": (40, 40, 40), "memface": (200, 60, 30), "no_memory": (40, 120, 220),
+                "random_memory": (60, 170, 60)}  # BGR
+
+
+def plot_mouth_opening(path: Path, curves: dict[str, np.ndarray], bilabial_frames: np.ndarray, title: str,
+                       fps: float = 25.0) -> None:
+    """A small line chart (cv2, no plotting dependency): mouth opening ``(T,)`` per curve over time,
+    with grey bars at the m/b/p centres where the lips should be shut."""
+    width, height, margin = 900, 300, 40
+    frames = max(len(c) for c in curves.values())
+    top = max(float(c.max()) for c in curves.values()) * 1.1
+    canvas = np.full((height, width, 3), 255, np.uint8)
+
+    def point(t: float, value: float) -> tuple[int, int]:
+        return (int(margin + t / max(frames - 1, 1) * (width - 2 * margin)),
+                int(height - margin - value / top * (height - 2 * margin)))
+
+    for frame in bilabial_frames:
+        x = point(frame, 0)[0]
+        cv2.rectangle(canvas, (x - 3, margin), (x + 3, height - margin), (215, 215, 215), -1)
+    cv2.rectangle(canvas, (margin, margin), (width - margin, height - margin), (120, 120, 120), 1)
+    for second in range(int(frames / fps) + 1):
+        x = point(second * fps, 0)[0]
+        cv2.putText(canvas, f"{second}s", (x - 8, height - margin + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (80, 80, 80), 1)
+    for row, (label, curve) in enumerate(curves.items()):
+        colour = PLOT_COLOURS.get(label, (0, 0, 0))
+        points = np.array([point(t, v) for t, v in enumerate(curve)], np.int32)
+        cv2.polylines(canvas, [points], False, colour, 2 if label == "ground truth" else 1, cv2.LINE_AA)
+        cv2.putText(canvas, label, (width - margin - 150, margin + 18 + 16 * row), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
+                    colour, 1, cv2.LINE_AA)
+    cv2.putText(canvas, title, (margin, margin - 12), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path.with_suffix(".tmp.png")), canvas):
+        raise OSError(f"could not write {path}")
+    os.replace(path.with_suffix(".tmp.png"), path)
+
+
+def write_opening_figure(path: Path, work: Path, args, chosen: str, clip_id: str, corpus: Path) -> None:
+    """Ground truth vs MemFace, w/o memory and random memory (seed 0 each) on one test clip."""
+    shard = load_shard(Path(args.shards) / clip_id)
+    timeline = json.loads((corpus / "clips" / f"{clip_id}.json").read_text())
+    curves = {"ground truth": mouth_opening(shard.mouth_vertices)}
+    for label, run_name, reset in (("memface", "memface", False), ("no_memory", "no_memory", False),
+                                   ("random_memory", "memface", True)):
+        model = MemFaceAudioToExpression.from_pretrained(str(work / f"{chosen}_{run_name}_s0" / "best"))
+        if reset:
+            model.reset_memory_(0)
+        curves[label] = mouth_opening(predict_clip_vertices(model.eval(), shard))
+    bilabials = centre_frames(timeline["phonemes"], BILABIALS, timeline["fps"], shard.num_frames)
+    plot_mouth_opening(path, curves, bilabials, f'test clip "{timeline["text"]}" ({timeline["voice"]}, '
+                                                f'{timeline["rate"]} wpm): mouth opening, grey = m/b/p centres')
+
+
 def summarise(rows: list[dict]) -> dict:
     """Mean ± std over seeds of each metric."""
     summary = {"seeds": len(rows), "test_frames": rows[0]["frames"], "bilabials": rows[0].get("bilabials")}
@@ -128,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--heldout-seeds", type=int, default=1, help="seeds for the unheard-voice runs")
     parser.add_argument("--out", default=str(ROOT / "docs" / "results" / "a2e_ablation.json"))
     parser.add_argument("--readme", default=str(ROOT / "docs" / "results" / "README.md"))
+    parser.add_argument("--figure", default=str(ROOT / "docs" / "a2e_mouth_opening.png"))
+    parser.add_argument("--figure-clip", default=None, help="test clip to plot (default: the one with most m/b/p)")
     parser.add_argument("--table-only", action="store_true", help="only rewrite the README table from --out")
     args = parser.parse_args(argv)
     if args.table_only:
@@ -193,8 +253,17 @@ def main(argv: list[str] | None = None) -> int:
                                                                              if voice_of[c] == args.heldout_voice]))
         voice_rows["heard_voices"].append(evaluate(work / spec.name / "best", heldout["test"]))
 
+    # 4. a picture: ground truth vs the variants on the test clip with the most m/b/p
+    def bilabial_count(clip_id: str) -> int:
+        timeline = json.loads((corpus / "clips" / f"{clip_id}.json").read_text())
+        return len(centre_frames(timeline["phonemes"], BILABIALS, timeline["fps"], timeline["num_frames"]))
+
+    figure_clip = args.figure_clip or max(splits["test"], key=bilabial_count)
+    write_opening_figure(Path(args.figure), work, args, chosen, figure_clip, corpus)
+
     result = {
         "frontend": chosen,
+        "figure_clip": figure_clip,
         "train_frames_per_s": throughput,
         "machine": f"{os.cpu_count()} CPU cores, CPU only",
         "train_threads": 1 if args.jobs > 1 else torch.get_num_threads(),

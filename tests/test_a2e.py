@@ -133,6 +133,15 @@ def test_predict_long_input_matches_window_when_short():
     torch.testing.assert_close(model.predict(features, window=64), model(features[None]).expressions[0])
     long = model.predict(torch.randn(500, 12), window=64, overlap=16)
     assert long.shape == (500, 6) and torch.isfinite(long).all()
+    # by default the windows are the training context (context_frames), cross-faded over a quarter
+    short_context = MemFaceAudioToExpression(memory="none", dropout=0.0, context_frames=16, **TINY).eval()
+    short_context.load_state_dict(model.state_dict())
+    torch.testing.assert_close(short_context.predict(long_input := torch.randn(100, 12)),
+                               short_context.predict(long_input, window=16, overlap=4))
+    assert not torch.allclose(short_context.predict(long_input), model.predict(long_input))
+    assert model.predict(long_input, window=32, overlap=0).shape == (100, 6)
+    with pytest.raises(ValueError, match="overlap"):
+        model.predict(long_input, window=32, overlap=32)
 
 
 def test_alternating_schedule_updates_one_group_at_a_time():
@@ -208,6 +217,7 @@ def test_training_writes_best_model_and_resumes(tiny_shards, tiny_corpus, tmp_pa
     assert state["epoch"] == 2 and len(state["history"]) == 2 and state["train_frames_per_s"] > 0
     model = MemFaceAudioToExpression.from_pretrained(best)
     assert model.frontend["name"] == "mel" and model.mouth_basis.abs().sum() > 0
+    assert model.context_frames == 32  # the training window travels with the checkpoint
     _train(tiny_shards, tiny_corpus, tmp_path / "run", epochs=3, resume=True)
     state = json.loads((tmp_path / "run" / "trainer_state.json").read_text())
     assert state["epoch"] == 3 and [h["epoch"] for h in state["history"]] == [1, 2, 3]

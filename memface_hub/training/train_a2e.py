@@ -126,7 +126,7 @@ def train_a2e(config: A2ETrainingConfig) -> Path:
         feature_dim=frontend.feature_dim, exp_dim=config.exp_dim, d_model=config.d_model, num_heads=config.num_heads,
         num_encoder_layers=config.num_layers, num_decoder_layers=config.num_layers, ff_dim=2 * config.d_model,
         dropout=config.dropout, memory=config.memory, memory_slots=config.memory_slots, memory_dim=config.memory_dim,
-        frontend=frontend.config())
+        frontend=frontend.config(), context_frames=config.window)
     model.set_mouth_model(mouth_model.basis)
     if config.memory == "explicit":
         model.set_explicit_memory(*map(torch.from_numpy, explicit_memory_from_clips(train_clips, config.memory_slots,
