@@ -17,11 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import multiprocessing
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +28,6 @@ import numpy as np
 import torch
 
 from memface_hub.arrays_io import write_text_atomic
-from memface_hub.parallel import limit_worker_threads
 from memface_hub.evaluation.report import write_markdown_section
 from memface_hub.a2e import MemFaceAudioToExpression
 from memface_hub.data.shards import load_shard
@@ -40,7 +37,7 @@ from memface_hub.evaluation.a2e_metrics import centre_frames
 from memface_hub.face.geometry import mouth_opening
 from memface_hub.training.a2e_data import read_splits
 from memface_hub.training.run_state import STATE_FILE
-from memface_hub.training.train_a2e import A2ETrainingConfig, train_a2e
+from memface_hub.training.train_a2e import A2ETrainingConfig, train_a2e_many
 
 logger = logging.getLogger("a2e_ablation")
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,47 +57,15 @@ class RunSpec:
     splits: str
 
 
-def run_is_done(out: Path, epochs: int) -> bool:
-    state = out / STATE_FILE
-    return state.exists() and json.loads(state.read_text())["epoch"] >= epochs and (out / "best").exists()
-
-
-def train_run(spec: RunSpec, args) -> Path:
-    """Train (or finish, or reuse) one model; returns its run folder."""
-    out = Path(args.work) / spec.name
-    if run_is_done(out, args.epochs):
-        return out
-    started = time.perf_counter()
-    train_a2e(A2ETrainingConfig(
-        shards=args.shards, output_dir=str(out), splits=spec.splits, frontend={"name": spec.frontend},
-        memory=spec.memory, memory_slots=args.memory_slots, epochs=args.epochs, d_model=args.d_model,
-        seed=spec.seed, resume=(out / STATE_FILE).exists(), progress=False))
-    logger.info("%s trained in %.0f s", spec.name, time.perf_counter() - started)
-    return out
-
-
-def _single_thread_worker() -> None:
-    limit_worker_threads()
-    torch.set_num_threads(1)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("accelerate").setLevel(logging.WARNING)
-
-
 def train_all(specs: list[RunSpec], args) -> None:
-    """Train every run not yet done: in this process, or ``--jobs`` single-threaded processes at once."""
-    todo = [spec for spec in specs if not run_is_done(Path(args.work) / spec.name, args.epochs)]
-    logger.info("%d of %d runs to train (%d at a time)", len(todo), len(specs), args.jobs)
-    if args.jobs <= 1:
-        for spec in todo:
-            train_run(spec, args)
-        return
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(args.jobs, mp_context=context, initializer=_single_thread_worker) as pool:
-        for future in [pool.submit(train_run, spec, args) for spec in todo]:
-            future.result()
+    """Train every run not yet done (``--jobs`` at once, one thread each)."""
+    train_a2e_many([A2ETrainingConfig(
+        shards=args.shards, output_dir=str(Path(args.work) / spec.name), splits=spec.splits,
+        frontend={"name": spec.frontend}, memory=spec.memory, memory_slots=args.memory_slots, epochs=args.epochs,
+        d_model=args.d_model, seed=spec.seed, progress=False) for spec in specs], jobs=args.jobs)
 
 
-PLOT_COLOURS = {"ground truth": (40, 40, 40), "memface": (200, 60, 30), "no_memory": (40, 120, 220),
+PLOT_COLOURS = {"ground truth": (40, 40, 40), "memface": (30, 60, 200), "no_memory": (220, 120, 40),
                 "random_memory": (60, 170, 60)}  # BGR
 
 
@@ -108,33 +73,40 @@ def plot_mouth_opening(path: Path, curves: dict[str, np.ndarray], bilabial_frame
                        fps: float = 25.0) -> None:
     """A small line chart (cv2, no plotting dependency): mouth opening ``(T,)`` per curve over time,
     with grey bars at the m/b/p centres where the lips should be shut."""
-    width, height, margin = 900, 300, 40
+    width, height, left, right, top_margin, bottom_margin = 900, 320, 40, 20, 70, 30
     frames = max(len(c) for c in curves.values())
-    top = max(float(c.max()) for c in curves.values()) * 1.1
+    top = max(float(c.max()) for c in curves.values()) * 1.05
     canvas = np.full((height, width, 3), 255, np.uint8)
+    font, grey = cv2.FONT_HERSHEY_SIMPLEX, (80, 80, 80)
 
     def point(t: float, value: float) -> tuple[int, int]:
-        return (int(margin + t / max(frames - 1, 1) * (width - 2 * margin)),
-                int(height - margin - value / top * (height - 2 * margin)))
+        return (int(left + t / max(frames - 1, 1) * (width - left - right)),
+                int(height - bottom_margin - value / top * (height - top_margin - bottom_margin)))
 
     for frame in bilabial_frames:
         x = point(frame, 0)[0]
-        cv2.rectangle(canvas, (x - 3, margin), (x + 3, height - margin), (215, 215, 215), -1)
-    cv2.rectangle(canvas, (margin, margin), (width - margin, height - margin), (120, 120, 120), 1)
+        cv2.rectangle(canvas, (x - 3, top_margin), (x + 3, height - bottom_margin), (215, 215, 215), -1)
+    cv2.rectangle(canvas, (left, top_margin), (width - right, height - bottom_margin), (120, 120, 120), 1)
     for second in range(int(frames / fps) + 1):
         x = point(second * fps, 0)[0]
-        cv2.putText(canvas, f"{second}s", (x - 8, height - margin + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (80, 80, 80), 1)
-    for row, (label, curve) in enumerate(curves.items()):
+        cv2.putText(canvas, f"{second}s", (x - 8, height - bottom_margin + 18), font, 0.4, grey, 1, cv2.LINE_AA)
+    legend_x = left
+    for label, curve in curves.items():
         colour = PLOT_COLOURS.get(label, (0, 0, 0))
+        thickness = 2 if label == "ground truth" else 1
         points = np.array([point(t, v) for t, v in enumerate(curve)], np.int32)
-        cv2.polylines(canvas, [points], False, colour, 2 if label == "ground truth" else 1, cv2.LINE_AA)
-        cv2.putText(canvas, label, (width - margin - 150, margin + 18 + 16 * row), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
-                    colour, 1, cv2.LINE_AA)
-    cv2.putText(canvas, title, (margin, margin - 12), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.polylines(canvas, [points], False, colour, thickness, cv2.LINE_AA)
+        cv2.line(canvas, (legend_x, top_margin - 14), (legend_x + 24, top_margin - 14), colour, thickness + 1)
+        cv2.putText(canvas, label, (legend_x + 30, top_margin - 10), font, 0.45, colour, 1, cv2.LINE_AA)
+        legend_x += 40 + cv2.getTextSize(label, font, 0.45, 1)[0][0]
+    cv2.putText(canvas, "grey bars: m/b/p centres (lips should be shut)", (legend_x + 10, top_margin - 10), font, 0.4,
+                grey, 1, cv2.LINE_AA)
+    cv2.putText(canvas, title, (left, 22), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path.with_suffix(".tmp.png")), canvas):
+    temporary = path.with_suffix(".tmp.png")
+    if not cv2.imwrite(str(temporary), canvas):
         raise OSError(f"could not write {path}")
-    os.replace(path.with_suffix(".tmp.png"), path)
+    os.replace(temporary, path)
 
 
 def write_opening_figure(path: Path, work: Path, args, chosen: str, clip_id: str, corpus: Path) -> None:
@@ -142,15 +114,15 @@ def write_opening_figure(path: Path, work: Path, args, chosen: str, clip_id: str
     shard = load_shard(Path(args.shards) / clip_id)
     timeline = json.loads((corpus / "clips" / f"{clip_id}.json").read_text())
     curves = {"ground truth": mouth_opening(shard.mouth_vertices)}
-    for label, run_name, reset in (("memface", "memface", False), ("no_memory", "no_memory", False),
-                                   ("random_memory", "memface", True)):
+    for label, run_name, reset in (("random_memory", "memface", True), ("no_memory", "no_memory", False),
+                                   ("memface", "memface", False)):                      # MemFace drawn last, on top
         model = MemFaceAudioToExpression.from_pretrained(str(work / f"{chosen}_{run_name}_s0" / "best"))
         if reset:
             model.reset_memory_(0)
         curves[label] = mouth_opening(predict_clip_vertices(model.eval(), shard))
     bilabials = centre_frames(timeline["phonemes"], BILABIALS, timeline["fps"], shard.num_frames)
     plot_mouth_opening(path, curves, bilabials, f'test clip "{timeline["text"]}" ({timeline["voice"]}, '
-                                                f'{timeline["rate"]} wpm): mouth opening, grey = m/b/p centres')
+                                                f'{timeline["rate"]} wpm), mouth opening')
 
 
 def summarise(rows: list[dict]) -> dict:
