@@ -19,6 +19,7 @@ from pathlib import Path
 from memface_hub.a2e import MemFaceAudioToExpression
 from memface_hub.arrays_io import write_text_atomic
 from memface_hub.evaluation.a2e_eval import evaluate_a2e
+from memface_hub.evaluation.report import write_markdown_section
 from memface_hub.training.a2e_data import read_splits
 from memface_hub.training.run_state import STATE_FILE
 from memface_hub.training.train_a2e import A2ETrainingConfig, train_a2e_many
@@ -37,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=120)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", default=str(ROOT / "docs" / "results" / "a2e_training_budget.json"))
+    parser.add_argument("--readme", default=str(ROOT / "docs" / "results" / "README.md"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("accelerate").setLevel(logging.WARNING)
@@ -64,7 +66,20 @@ def main(argv: list[str] | None = None) -> int:
                          "epochs": state["epoch"], "train_seconds": state.get("train_seconds")}
         logging.info("%s: %s", name, json.dumps(results[name]))
     write_text_atomic(Path(args.out), json.dumps({"seed": 0, "frontend": "mel", "runs": results}, indent=1) + "\n")
+    table = markdown_table(results)
+    write_markdown_section(args.readme, "a2e-budget", "Audio-to-expression training budget", table)
+    print(table)
     return 0
+
+
+def markdown_table(results: dict) -> str:
+    lines = ["| run (mel, seed 0) | RMSE ↓ | bilabial closure ↑ | mean abs AV offset (frames) ↓ | jitter in silence ↓ |"
+             " training (min) |", "|---|---|---|---|---|---|"]
+    for name, row in sorted(results.items(), key=lambda item: (item[1]["epochs"], item[0])):
+        minutes = f"{row['train_seconds'] / 60:.1f}" if row.get("train_seconds") else "–"
+        lines.append(f"| {name.replace('_', ' ')} | {row['rmse']:.4f} | {row['bilabial_closure']:.3f} | "
+                     f"{row['av_offset_frames']:.2f} | {row['silence_jitter']:.4f} | {minutes} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -230,6 +230,23 @@ def test_training_writes_best_model_and_resumes(tiny_shards, tiny_corpus, tmp_pa
     assert metrics["utterances"] == 1 and np.isfinite(metrics["rmse"]) and metrics["frames"] > 0
 
 
+def test_train_many_runs_side_by_side_and_skips_finished_ones(tiny_shards, tiny_corpus, tmp_path):
+    from memface_hub.training.run_state import STATE_FILE
+    from memface_hub.training.train_a2e import A2ETrainingConfig, run_is_finished, train_a2e_many
+
+    corpus_root, _ = tiny_corpus
+    configs = [A2ETrainingConfig(
+        shards=str(tiny_shards), output_dir=str(tmp_path / memory), splits=str(corpus_root / "corpus.json"),
+        frontend={"name": "mel", "n_mels": 20}, memory=memory, memory_slots=16, memory_dim=8, exp_dim=8, d_model=32,
+        num_heads=2, num_layers=1, epochs=1, batch_size=4, window=32, progress=False) for memory in ("implicit", "none")]
+    bests = train_a2e_many(configs, jobs=2)                    # two single-threaded processes
+    assert [b.parent.name for b in bests] == ["implicit", "none"] and all(run_is_finished(c) for c in configs)
+    assert MemFaceAudioToExpression.from_pretrained(bests[1]).implicit_memory is None
+    stamps = [(b.parent / STATE_FILE).stat().st_mtime_ns for b in bests]
+    train_a2e_many(configs, jobs=1)                            # finished: nothing is retrained
+    assert [(b.parent / STATE_FILE).stat().st_mtime_ns for b in bests] == stamps
+
+
 @pytest.mark.slow
 def test_training_runs_under_accelerate_with_two_processes(tiny_shards, tiny_corpus, tmp_path):
     corpus_root, _ = tiny_corpus
