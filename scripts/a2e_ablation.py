@@ -196,9 +196,11 @@ def main(argv: list[str] | None = None) -> int:
     # 1. front end choice, by validation RMSE of MemFace
     choice_rows = {}
     for frontend in frontends:
-        choice_rows[frontend] = [{"val": evaluate(Path(args.work) / spec.name / "best", splits["val"]),
-                                  "test": evaluate(Path(args.work) / spec.name / "best", splits["test"])}
-                                 for spec in memface_runs[frontend]]
+        choice_rows[frontend] = []
+        for spec in memface_runs[frontend]:
+            model = MemFaceAudioToExpression.from_pretrained(str(work / spec.name / "best"))
+            choice_rows[frontend].append({split: evaluate_a2e(model, args.shards, corpus, splits[split])
+                                          for split in ("val", "test")})
     chosen = min(frontends, key=lambda f: np.mean([r["val"]["rmse"] for r in choice_rows[f]]))
     logger.info("front end chosen by validation RMSE: %s", chosen)
 

@@ -47,6 +47,16 @@ def write_video(path: Path, frames, fps: float = 25.0, audio: np.ndarray | None 
     return path
 
 
+def run_cli_under_accelerate(*cli_args: str, processes: int = 2) -> subprocess.CompletedProcess:
+    """``accelerate launch --cpu --num_processes N -m memface_hub.cli ...`` (gloo), checked to exit 0."""
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", str(processes),
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "-m", "memface_hub.cli", *cli_args]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory):
     """A ~7 s demo corpus: one clip per split."""

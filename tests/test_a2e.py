@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from conftest import run_cli_under_accelerate
 from memface_hub.a2e import MemFaceAudioToExpression
 from memface_hub.errors import MemFaceInputError
 from memface_hub.evaluation.a2e_metrics import best_lag, bilabial_counts, rmse, silence_jitter
@@ -250,13 +249,10 @@ def test_train_many_runs_side_by_side_and_skips_finished_ones(tiny_shards, tiny_
 @pytest.mark.slow
 def test_training_runs_under_accelerate_with_two_processes(tiny_shards, tiny_corpus, tmp_path):
     corpus_root, _ = tiny_corpus
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               "-m", "memface_hub.cli", "train-a2e", "--shards", str(tiny_shards), "--out", str(tmp_path / "ddp"),
-               "--splits", str(corpus_root / "corpus.json"), "--frontend", "mel", "--epochs", "2",
-               "--memory-slots", "16", "--d-model", "32", "--layers", "1", "--batch-size", "2", "--window", "32"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_cli_under_accelerate("train-a2e", "--shards", str(tiny_shards), "--out", str(tmp_path / "ddp"),
+                             "--splits", str(corpus_root / "corpus.json"), "--frontend", "mel", "--epochs", "2",
+                             "--memory-slots", "16", "--d-model", "32", "--layers", "1", "--batch-size", "2",
+                             "--window", "32")
     state = json.loads((tmp_path / "ddp" / "trainer_state.json").read_text())
     assert state["epoch"] == 2
     assert MemFaceAudioToExpression.from_pretrained(tmp_path / "ddp" / "best").memory_kind == "implicit"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from conftest import run_cli_under_accelerate
 from memface_hub.errors import MemFaceInputError
 from memface_hub.renderer import MemFaceRenderer, PatchDiscriminator
 
@@ -133,17 +134,11 @@ def test_renderer_training_data_and_loop(tiny_shards, tiny_corpus, tmp_path):
 @pytest.mark.slow
 def test_renderer_training_runs_under_accelerate_with_two_processes(tiny_shards, tiny_corpus, tmp_path):
     import json
-    import subprocess
-    import sys
 
     corpus_root, _ = tiny_corpus
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               "-m", "memface_hub.cli", "train-renderer", "--shards", str(tiny_shards), "--out", str(tmp_path / "ddp"),
-               "--splits", str(corpus_root / "corpus.json"), "--crop-size", "64", "--entries", "16",
-               "--frame-step", "6", "--batch-size", "2", "--max-steps", "2"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_cli_under_accelerate("train-renderer", "--shards", str(tiny_shards), "--out", str(tmp_path / "ddp"),
+                             "--splits", str(corpus_root / "corpus.json"), "--crop-size", "64", "--entries", "16",
+                             "--frame-step", "6", "--batch-size", "2", "--max-steps", "2")
     state = json.loads((tmp_path / "ddp" / "trainer_state.json").read_text())
     assert state["step"] == 2 and state["epoch"] >= 1 and state["best_val_psnr"] > 5
     assert MemFaceRenderer.from_pretrained(tmp_path / "ddp" / "best").crop_size == 64

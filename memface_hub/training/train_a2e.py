@@ -16,7 +16,7 @@ import math
 import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -214,7 +214,7 @@ def _single_thread_worker() -> None:
 
 def _train_or_resume(config: A2ETrainingConfig) -> Path:
     started = time.perf_counter()
-    config = A2ETrainingConfig(**{**asdict(config), "resume": (Path(config.output_dir) / STATE_FILE).is_file()})
+    config = replace(config, resume=(Path(config.output_dir) / STATE_FILE).is_file())
     best = train_a2e(config)
     logger.info("%s trained in %.0f s", config.output_dir, time.perf_counter() - started)
     return best
