@@ -60,6 +60,18 @@ def test_rebuild_is_resumable_and_refuses_other_settings(tiny_corpus):
         build_demo_corpus(root, minutes=0.1, seed=4, progress=False)
 
 
+def test_a_corpus_of_another_version_is_refused_untouched(tiny_corpus, tmp_path):
+    """Clips rendered by another corpus version (e.g. v1's wider bilabial closures) are never mixed in."""
+    root, index = tiny_corpus
+    old = json.loads((root / "corpus.json").read_text())
+    old["format_version"] = 1
+    (tmp_path / "corpus.json").write_text(json.dumps(old))
+    before = (tmp_path / "corpus.json").read_bytes()
+    with pytest.raises(MemFaceInputError, match="another corpus version"):
+        build_demo_corpus(tmp_path, minutes=0.1, seed=3, progress=False)
+    assert (tmp_path / "corpus.json").read_bytes() == before and not list((tmp_path / "clips").glob("*.mp4"))
+
+
 def test_tracked_mouth_follows_the_tts_schedule(tiny_corpus, tiny_shards):
     """The corpus teaches lip-sync: re-tracked mouth opening correlates with the viseme schedule."""
     root, index = tiny_corpus
