@@ -46,6 +46,10 @@ def _run_preprocess(args) -> int:
 
     results = preprocess_clips(args.videos, args.out, workers=args.workers, layout=CropLayout(size=args.crop_size),
                                require_audio=not args.allow_silent, max_seconds=args.max_seconds)
+    for result in results:
+        if result.status == "done":
+            logger.info("%s: %d of %d frames tracked (%d usable)", result.clip_id, result.frames_tracked,
+                        result.frames, result.frames_valid)
     summary = summarise(results)
     logger.info("shards in %s: %d done, %d skipped (already finished), %d failed; frames tracked %d, dropped %d",
                 Path(args.out).resolve(), summary["clips_done"], summary["clips_skipped"], summary["clips_failed"],
@@ -78,6 +82,38 @@ def _run_demo_data(args) -> int:
     logger.info("demo corpus in %s: %d clips, %.1f s (train %d, val %d, test %d)", Path(args.out).resolve(),
                 len(index["clips"]), index["total_seconds"], *(len(index["splits"][s]) for s in ("train", "val", "test")))
     return 0
+
+
+def _add_build_corpus(commands) -> None:
+    parser = commands.add_parser(
+        "build-corpus", help="build the multi-person corpus (real clips + synthetic faces), split by person",
+        description="Preprocess real talking clips and synthetic clips of face photos (made to speak TTS "
+                    "sentences) into shards under OUT/shards, and write OUT/corpus.json with the split by "
+                    "person from a people file (default: the committed real_people.json). Clips not in the "
+                    "people file, or unusable, are refused with a reason; the rest go on. Resumable.")
+    parser.add_argument("--out", required=True, help="corpus folder")
+    parser.add_argument("--real", default=None, help="folder of real clips (e.g. ../shared/real_clips)")
+    parser.add_argument("--portraits", default=None, help="folder of face photos (e.g. ../shared/portraits)")
+    parser.add_argument("--people", default=None, help="people file: who is in which clip, and the split")
+    parser.add_argument("--synthetic-minutes", type=float, default=0.5,
+                        help="minutes of synthetic speech per face photo (default: 0.5)")
+    parser.add_argument("--no-astronaut", action="store_true", help="leave out skimage's astronaut photo")
+    parser.add_argument("--workers", type=int, default=1, help="parallel worker processes (default: 1)")
+    parser.set_defaults(handler=_run_build_corpus)
+
+
+def _run_build_corpus(args) -> int:
+    from .data.corpus import build_corpus
+
+    if args.real is None and args.portraits is None and args.no_astronaut:
+        raise MemFaceInputError("build-corpus", "nothing to build: give --real and/or --portraits")
+    report = build_corpus(args.out, real_clips=args.real, portraits=args.portraits, people_file=args.people,
+                          synthetic_minutes=args.synthetic_minutes, include_astronaut=not args.no_astronaut,
+                          workers=args.workers)
+    for clip_id, info in report.index["clips"].items():
+        logger.info("%s (%s, %s): %d of %d frames tracked", clip_id, info["person"], info["split"],
+                    info["frames_tracked"], info["frames"])
+    return 1 if report.refused else 0
 
 
 def _add_fit_mouth_model(commands) -> None:
@@ -342,11 +378,12 @@ def _run_eval_a2e(args) -> int:
 def _add_train_renderer(commands) -> None:
     parser = commands.add_parser(
         "train-renderer", help="train the neural renderer with the explicit memory (accelerate)",
-        description="Train MemFaceRenderer on one speaker's preprocessed shards: L1 + EfficientNet-Lite0 "
-                    "perceptual + patch-GAN losses (eq. 6), the explicit memory bank chosen by Alg. 1 from the "
-                    "training frames, and the leakage rule (no frame reads its own entry or its ±2 neighbours). "
+        description="Train MemFaceRenderer on preprocessed shards of one or many people: L1 + EfficientNet-Lite0 "
+                    "perceptual + patch-GAN losses (eq. 6), each person's explicit memory bank chosen by Alg. 1 "
+                    "from that person's frames, and the leakage rule (no frame reads its own entry or its ±2 "
+                    "neighbours). With a corpus.json from build-corpus, batches are person-balanced. "
                     "Runs unchanged under `accelerate launch`.")
-    parser.add_argument("--shards", required=True, help="folder of preprocessed clip shards (one speaker)")
+    parser.add_argument("--shards", required=True, help="folder of preprocessed clip shards")
     parser.add_argument("--out", required=True, help="run folder")
     parser.add_argument("--splits", default=None, help="JSON with {'splits': {'train': [...], 'val': [...]}}")
     parser.add_argument("--memory", default="explicit", choices=["explicit", "none", "implicit"],
@@ -358,6 +395,14 @@ def _add_train_renderer(commands) -> None:
     parser.add_argument("--max-steps", type=int, default=None,
                         help="stop after this many batches, even mid-epoch (default: no limit)")
     parser.add_argument("--batch-size", type=int, default=8, help="images per batch and process (default: 8)")
+    parser.add_argument("--learning-rate", type=float, default=2e-4, help="Adam learning rate (default: 2e-4)")
+    parser.add_argument("--perceptual-weight", type=float, default=0.1, help="λ_p of eq. 6 (default: 0.1)")
+    parser.add_argument("--memory-subset", type=int, default=96,
+                        help="memory entries read per training step, 0 for all (default: 96)")
+    parser.add_argument("--no-colour-augment", action="store_true", help="turn off colour augmentation")
+    parser.add_argument("--init-from", default=None, help="warm start from a renderer folder (same architecture)")
+    parser.add_argument("--mixed-precision", default="no", choices=["no", "bf16"],
+                        help="bf16 autocast (CPUs with avx512-bf16, GPUs) (default: no)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint")
     parser.set_defaults(handler=_run_train_renderer)
@@ -369,7 +414,9 @@ def _run_train_renderer(args) -> int:
     best = train_renderer(RendererTrainingConfig(
         shards=args.shards, output_dir=args.out, splits=args.splits, memory=args.memory, crop_size=args.crop_size,
         memory_entries=args.entries, frame_step=args.frame_step, epochs=args.epochs, batch_size=args.batch_size,
-        max_steps=args.max_steps, seed=args.seed, resume=args.resume))
+        max_steps=args.max_steps, seed=args.seed, resume=args.resume, learning_rate=args.learning_rate,
+        perceptual_weight=args.perceptual_weight, memory_subset=args.memory_subset or None,
+        colour_augment=not args.no_colour_augment, init_from=args.init_from, mixed_precision=args.mixed_precision))
     logger.info("best renderer: %s", Path(best).resolve())
     return 0
 
@@ -409,7 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_demo, _add_generate, _add_adapt, _add_push, _add_pull, _add_list, _add_demo_data,
-                _add_preprocess, _add_fit_mouth_model, _add_train_a2e, _add_eval_a2e, _add_train_renderer):
+                _add_preprocess, _add_build_corpus, _add_fit_mouth_model, _add_train_a2e, _add_eval_a2e, _add_train_renderer):
         add(commands)
     return parser
 

@@ -314,7 +314,8 @@ class MemFacePipeline:
             # 4. render with the speaker's explicit memory
             to_tensor = lambda images: torch.from_numpy(images).to(self.device).permute(0, 3, 1, 2).to(self.dtype) / 255  # noqa: E731
             output = renderer(to_tensor(crops), to_tensor(sketches),
-                                   torch.from_numpy(vertices[start:stop]).to(self.device, self.dtype), **memory)
+                                   torch.from_numpy(vertices[start:stop]).to(self.device, self.dtype), **memory,
+                                   match_seam=True)
             rendered = (output.image.float().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
             if output.memory_attention is not None:
                 weights, entries = output.memory_attention.float().topk(min(top_k, output.memory_attention.shape[-1]), dim=-1)

@@ -7,6 +7,17 @@ mouth patches, encoded by a small CNN that plays ``W_v``); the attention-weighte
 are placed at the mouth box of the bottleneck and concatenated with the encoder features:
 ``ŷ = Dec(Enc(x) ⊕ read(verts(ê)))``. The output is composited so only the mouth box changes.
 
+Identity comes from the inputs, not from the weights (``colour_normalise=True``, the default):
+trained on many people, a renderer must not paint the skin it saw most. So
+
+* the template is normalised by the mean and standard deviation of its own skin in a ring around
+  the mouth box (per image, per channel), and the network predicts the mouth box **in those
+  units**: ``raw = μ_ring + σ_ring · Dec(...)`` — skin tone and light are the template's;
+* the memory patches are normalised by the speaker memory's own statistics before ``W_v``, so
+  lips, teeth and mouth shapes are read as the speaker's relative appearance;
+* at generation, the prediction's mean colour in the feathered band where it meets the template
+  frame is matched to the frame's (a per-image offset, ``match_seam``), so no box or seam shows.
+
 Ablations (EVALUATION.md): ``memory="explicit"`` (MemFace), ``"none"``, ``"implicit"`` (learned
 slots of the same count, read by the same query).
 """
@@ -16,6 +27,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -27,6 +39,18 @@ from .hub import StrictHubMixin
 from .memory import ImplicitMemory, KeyValueMemoryRead
 
 RENDERER_MEMORY_KINDS = ("explicit", "none", "implicit")
+
+
+MIN_STD = 0.02          # floor of the colour statistics' standard deviation (flat, saturated regions)
+
+
+def colour_statistics(images: torch.Tensor, weights: torch.Tensor, dims=(2, 3)) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weighted per-channel mean and standard deviation of ``images (B, 3, H, W)`` over ``dims``
+    with ``weights`` broadcastable to them → ``(mean, std)``, each keeping the reduced dims as 1."""
+    total = (weights.expand_as(images) if weights.shape != images.shape else weights).sum(dims, keepdim=True)
+    mean = (images * weights).sum(dims, keepdim=True) / total.clamp_min(1e-6)
+    variance = (((images - mean) ** 2) * weights).sum(dims, keepdim=True) / total.clamp_min(1e-6)
+    return mean, variance.clamp_min(0).sqrt().clamp_min(MIN_STD)
 
 
 @dataclass
@@ -74,7 +98,8 @@ class MemFaceRenderer(nn.Module, StrictHubMixin, library_name="memface_hub",
     def __init__(self, crop_size: int = 256, base_channels: int = 32, depth: int = 4, memory: str = "explicit",
                  memory_dim: int = 64, value_channels: int = 64, implicit_slots: int = 300,
                  memory_top_k: int | None = None, feather: int = 6,
-                 num_mouth_vertices: int = len(MOUTH_VERTICES), crop_layout: dict | None = None):
+                 num_mouth_vertices: int = len(MOUTH_VERTICES), crop_layout: dict | None = None,
+                 colour_normalise: bool = True, ring_width: float = 0.08):
         super().__init__()
         if memory not in RENDERER_MEMORY_KINDS:
             raise ValueError(f"memory must be one of {RENDERER_MEMORY_KINDS}, got {memory!r}")
@@ -94,6 +119,18 @@ class MemFaceRenderer(nn.Module, StrictHubMixin, library_name="memface_hub",
         self.register_buffer("mouth_mask", torch.from_numpy(
             feathered_mask(crop_size, self.patch_box, feather))[None, None], persistent=False)
         self.register_buffer("input_mask", (self.mouth_mask > 1e-4).float(), persistent=False)
+        # Colour references (colour_normalise): the visible skin in a ring of ``ring_width`` · S
+        # around the hidden region, and the feathered band where output and template meet.
+        if not 0 < ring_width < 0.5:
+            raise ValueError(f"ring_width must be in (0, 0.5), got {ring_width}")
+        self.colour_normalise, self.ring_width = bool(colour_normalise), float(ring_width)
+        ring = max(2, round(ring_width * crop_size))
+        hidden = self.input_mask[0, 0].numpy().astype(np.uint8)
+        grown = cv2.dilate(hidden, np.ones((2 * ring + 1, 2 * ring + 1), np.uint8))
+        self.register_buffer("ring_mask", torch.from_numpy((grown - hidden).astype(np.float32))[None, None],
+                             persistent=False)
+        band = self.mouth_mask * (1 - self.mouth_mask) * 4                       # peaks at weight 0.5
+        self.register_buffer("seam_band", band, persistent=False)
 
         # encoder (7 input channels: masked template, sketch, mask)
         widths = [base_channels * 2 ** min(level, 3) for level in range(depth + 1)]
@@ -121,10 +158,18 @@ class MemFaceRenderer(nn.Module, StrictHubMixin, library_name="memface_hub",
         mask = self.input_mask.expand(template.shape[0], 1, -1, -1)
         return torch.cat([template * (1 - mask), sketch, mask], dim=1)
 
+    def ring_statistics(self, template: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and std ``(B, 3, 1, 1)`` of the template's skin in the ring around the mouth box."""
+        return colour_statistics(template, self.ring_mask.to(template.dtype))
+
     def encode_memory(self, patches: torch.Tensor) -> torch.Tensor:
-        """Speaker patches ``(N, 3, h, w)`` in [0, 1] → memory values ``(N, C, hb, wb)`` (cache per speaker)."""
+        """Speaker patches ``(N, 3, h, w)`` in [0, 1] → memory values ``(N, C, hb, wb)`` (cache per speaker).
+        With ``colour_normalise`` the patches are first normalised by their own per-channel statistics."""
         if self.memory_kind != "explicit":
             raise ValueError("encode_memory needs memory='explicit'")
+        if self.colour_normalise:
+            mean, std = colour_statistics(patches, patches.new_ones(()), dims=(0, 2, 3))
+            patches = (patches - mean) / std
         return self.patch_encoder(patches)
 
     def memory_inputs(self, keys: torch.Tensor, patches: torch.Tensor,
@@ -156,13 +201,19 @@ class MemFaceRenderer(nn.Module, StrictHubMixin, library_name="memface_hub",
     # -- the model -------------------------------------------------------------------------------
     def forward(self, template: torch.Tensor, sketch: torch.Tensor, vertices: torch.Tensor,
                 memory_keys: torch.Tensor | None = None, memory_values: torch.Tensor | None = None,
-                exclude: torch.Tensor | None = None) -> RendererOutput:
+                exclude: torch.Tensor | None = None, match_seam: bool = False) -> RendererOutput:
         """template, sketch ``(B, 3, S, S)`` in [0, 1]; vertices ``(B, V, 3)`` predicted mouth
         vertices (the query); memory_keys ``(N, V, 3)`` and memory_values ``(N, C, hb, wb)``
         (from :meth:`encode_memory`) for the explicit memory; exclude ``(B, N)`` entries a frame
-        must not read (its own frame ±2 during training: the leakage rule)."""
-        # 1. encode the masked template and the projected mouth
-        features = [self.stem(self.masked_input(template, sketch))]
+        must not read (its own frame ±2 during training: the leakage rule). ``match_seam`` (for
+        generation, where the template is another frame, never in training, where it is the target)
+        shifts the output's mean colour to the template's in the band where they are blended."""
+        # 1. encode the masked template (in its ring's colour units) and the projected mouth
+        if self.colour_normalise:
+            ring_mean, ring_std = self.ring_statistics(template)                 # (B, 3, 1, 1) each
+            features = [self.stem(self.masked_input((template - ring_mean) / ring_std, sketch))]
+        else:
+            features = [self.stem(self.masked_input(template, sketch))]
         for block in self.down:
             features.append(block(features[-1]))
         bottleneck = features.pop()                                               # (B, C_b, S/2^d, S/2^d)
@@ -190,8 +241,16 @@ class MemFaceRenderer(nn.Module, StrictHubMixin, library_name="memface_hub",
             skip = features.pop()
             hidden = F.interpolate(hidden, size=skip.shape[2:], mode="bilinear", align_corners=False)
             hidden = block(torch.cat([hidden, skip], dim=1))
-        raw = torch.sigmoid(self.out(hidden))
-        # 4. composite: only the mouth box changes
+        if self.colour_normalise:
+            raw = ring_mean + ring_std * self.out(hidden)                            # (B, 3, S, S)
+        else:
+            raw = torch.sigmoid(self.out(hidden))
+        # 4. at generation: match the mean colour where output and template meet (no seam)
+        if match_seam:
+            band = self.seam_band.to(raw.dtype)
+            raw = raw + ((template - raw) * band).sum((2, 3), keepdim=True) / band.sum().clamp_min(1e-6)
+        raw = raw.clamp(0, 1)
+        # 5. composite: only the mouth box changes
         mask = self.mouth_mask
         return RendererOutput(template * (1 - mask) + raw * mask, raw, attention)
 

@@ -209,14 +209,17 @@ def process_share() -> tuple[int, int]:
 
 
 def preprocess_clips(videos: Sequence[str | os.PathLike], out_dir: str | os.PathLike, workers: int = 1,
-                     progress: bool = True, **options) -> list[ClipResult]:
+                     progress: bool = True, clip_ids: Sequence[str] | None = None, **options) -> list[ClipResult]:
     """Preprocess many clips; failures are reported per clip and never stop the batch.
 
+    ``clip_ids`` names the shards (default: from the file names, see :func:`unique_clip_ids`).
     Under ``accelerate launch`` each process takes every ``num_processes``-th clip. ``workers``
     > 1 runs that share in a process pool (one tracker per worker).
     """
     videos = [str(video) for video in videos]
-    ids = unique_clip_ids(videos)
+    ids = list(clip_ids) if clip_ids is not None else unique_clip_ids(videos)
+    if len(ids) != len(videos) or len(set(ids)) != len(ids):
+        raise ValueError(f"need one distinct clip id per video ({len(videos)} videos, {len(set(ids))} ids)")
     index, count = process_share()
     jobs = [(video, str(out_dir), clip_id, options)
             for position, (video, clip_id) in enumerate(zip(videos, ids)) if position % count == index]

@@ -20,3 +20,26 @@ def write_markdown_section(readme: str | os.PathLike, key: str, heading: str, bo
     else:
         text = text.rstrip() + f"\n\n## {heading}\n\n" + block + "\n"
     return write_text_atomic(readme, text)
+
+
+def provenance(config: dict | None = None) -> dict:
+    """What made a result: ``git_commit`` (``+dirty`` with uncommitted changes), ``memface_version``,
+    the ``command`` line and the ``config`` — to store in every results JSON."""
+    import subprocess
+    import sys
+
+    from .. import __version__
+
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                timeout=10).stdout.strip() or None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        if commit and dirty:
+            commit += "+dirty"
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {"git_commit": commit, "memface_version": __version__,
+            "command": " ".join([Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python", *sys.argv[1:]]),
+            "config": config or {}}

@@ -115,22 +115,32 @@ class FaceTracker:
     pixels of frame height (landmarks are returned in the original frame's pixels).
     With several faces, the one that continues the track (nearest to the previous face,
     else the largest) is kept.
+
+    Small faces in large frames (a whole body in 1080×1920 video): when the full frame gives no
+    face, overlapping square tiles of the frame are searched (at most every ``search_every``
+    frames while the face is lost); once a face is found, later frames are tracked inside a
+    square region around it (``roi_scale`` × the face's height), read at ``detect_min_side``
+    pixels or more, so the face fills the detector's view.
     """
 
     def __init__(self, model_path: str | os.PathLike | None = None, max_gap: int = 5,
-                 detect_min_side: int = 256, min_confidence: float = 0.4, max_faces: int = 2):
+                 detect_min_side: int = 256, min_confidence: float = 0.4, max_faces: int = 2,
+                 small_face_fraction: float = 0.2, roi_scale: float = 2.5, search_every: int = 5):
         self.model_path = resolve_landmarker_model(model_path)
         self.max_gap = int(max_gap)
         self.detect_min_side = int(detect_min_side)
         self.min_confidence = float(min_confidence)
         self.max_faces = int(max_faces)
+        self.small_face_fraction = float(small_face_fraction)   # face height / frame side below which the ROI is used
+        self.roi_scale = float(roi_scale)
+        self.search_every = max(1, int(search_every))
 
-    def _create(self):
+    def _create(self, video: bool = True):
         from mediapipe.tasks.python import BaseOptions, vision
 
         options = vision.FaceLandmarkerOptions(
             base_options=BaseOptions(model_asset_path=str(self.model_path)),
-            running_mode=vision.RunningMode.VIDEO,
+            running_mode=vision.RunningMode.VIDEO if video else vision.RunningMode.IMAGE,
             num_faces=self.max_faces,
             min_face_detection_confidence=self.min_confidence,
             min_face_presence_confidence=self.min_confidence,
@@ -143,39 +153,42 @@ class FaceTracker:
     def track(self, frames: Iterable[np.ndarray], fps: float = 25.0, progress: bool = False,
               total: int | None = None) -> FaceTrack:
         """Track every frame ``(H, W, 3)`` uint8 RGB of ``frames``. Returns a :class:`FaceTrack`."""
-        import mediapipe as mp
-
         landmarks, blendshapes, transforms, detected = [], [], [], []
         names: list[str] = []
         previous_centre: np.ndarray | None = None
+        roi: tuple[int, int, int] | None = None          # (x0, y0, side) of the small-face region
+        lost_since = 0
         width = height = 0
         with _quiet_native_stderr():
-            landmarker = self._create()
-        with landmarker:
+            landmarker = self._create(video=True)
+            region_landmarker = self._create(video=False)
+        with landmarker, region_landmarker:
             for index, frame in enumerate(tqdm(frames, total=total, disable=not progress,
                                                desc="tracking", unit="frame")):
                 if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
                     raise ValueError(f"frame {index} must be (H, W, 3) uint8 RGB, got {frame.shape} {frame.dtype}")
                 height, width = frame.shape[:2]
-                factor = max(1.0, self.detect_min_side / min(height, width))
-                image = frame if factor == 1.0 else cv2.resize(
-                    frame, (round(width * factor), round(height * factor)), interpolation=cv2.INTER_CUBIC)
-                image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image))
                 timestamp_ms = int(round(index * 1000.0 / fps))
-                if index == 0:
-                    with _quiet_native_stderr():
-                        result = landmarker.detect_for_video(image, timestamp_ms)
-                else:
-                    result = landmarker.detect_for_video(image, timestamp_ms)
-                choice = self._choose(result, width, height, previous_centre)
+                choice = None
+                if roi is not None:                                   # 1. inside the small face's region
+                    choice = self._detect_region(region_landmarker, frame, roi, previous_centre)
+                if choice is None:                                    # 2. the whole frame
+                    with _quiet_native_stderr() if index == 0 else contextlib.nullcontext():
+                        choice = self._detect_video(landmarker, frame, timestamp_ms, previous_centre)
+                if choice is None and lost_since % self.search_every == 0:
+                    choice = self._search_tiles(region_landmarker, frame)   # 3. tiles, for small faces
                 if choice is None:
+                    lost_since += 1
+                    roi = None
                     landmarks.append(np.zeros((NUM_LANDMARKS, 3), np.float32))
                     blendshapes.append(np.zeros(NUM_BLENDSHAPES, np.float32))
                     transforms.append(np.eye(4, dtype=np.float32))
                     detected.append(False)
                     continue
+                lost_since = 0
                 points, scores, matrix, score_names = choice
                 previous_centre = points[:, :2].mean(axis=0)
+                roi = self._region_around(points, width, height)
                 names = names or score_names
                 landmarks.append(points)
                 blendshapes.append(scores)
@@ -191,6 +204,71 @@ class FaceTracker:
         return FaceTrack(landmark_array.astype(np.float32), blendshape_array.astype(np.float32),
                          transform_array.astype(np.float32), detected_mask, valid,
                          width, height, float(fps), names)
+
+    # -- detection at three scales: the frame, a region around the last face, tiles -------------
+    def _read(self, landmarker, image: np.ndarray, timestamp_ms: int | None):
+        """Run ``landmarker`` (VIDEO mode with ``timestamp_ms``, else IMAGE mode) on ``image``, upscaled
+        so its shorter side is at least ``detect_min_side`` (landmarks are normalised, so unaffected)."""
+        import mediapipe as mp
+
+        height, width = image.shape[:2]
+        factor = max(1.0, self.detect_min_side / min(height, width))
+        if factor > 1.0:
+            image = cv2.resize(image, (round(width * factor), round(height * factor)), interpolation=cv2.INTER_CUBIC)
+        image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image))
+        result = (landmarker.detect(image) if timestamp_ms is None
+                  else landmarker.detect_for_video(image, timestamp_ms))
+        return result
+
+    def _detect_video(self, landmarker, frame: np.ndarray, timestamp_ms: int, previous_centre):
+        height, width = frame.shape[:2]
+        return self._choose(self._read(landmarker, frame, timestamp_ms), width, height, previous_centre)
+
+    def _detect_region(self, landmarker, frame: np.ndarray, region: tuple[int, int, int], previous_centre,
+                       keep_largest: bool = False):
+        """Detect inside the square ``region`` ``(x0, y0, side)`` of ``frame``; landmarks in frame pixels."""
+        x0, y0, side = region
+        window = frame[y0:y0 + side, x0:x0 + side]
+        choice = self._choose(self._read(landmarker, window, None), window.shape[1], window.shape[0],
+                              None if keep_largest or previous_centre is None else previous_centre - (x0, y0))
+        if choice is None:
+            return None
+        points, scores, matrix, names = choice
+        points = points.copy()
+        points[:, 0] += x0
+        points[:, 1] += y0
+        return points, scores, matrix, names
+
+    def _region_around(self, points: np.ndarray, width: int, height: int) -> tuple[int, int, int] | None:
+        """A square ``(x0, y0, side)`` around a face whose height is under ``small_face_fraction`` of the
+        frame's shorter side; ``None`` for faces large enough to track in the whole frame."""
+        face_height = float(np.ptp(points[:, 1]))
+        if face_height >= self.small_face_fraction * min(width, height):
+            return None
+        side = int(min(max(self.roi_scale * face_height, 64), min(width, height)))
+        centre_x, centre_y = points[:, 0].mean(), points[:, 1].mean()
+        x0 = int(np.clip(round(centre_x - side / 2), 0, width - side))
+        y0 = int(np.clip(round(centre_y - side / 2), 0, height - side))
+        return x0, y0, side
+
+    def _search_tiles(self, landmarker, frame: np.ndarray):
+        """Look for a small face in overlapping square tiles (sides of 1/2 and 1/4 of the shorter
+        side, half a tile apart); the first tile size that finds one wins (largest face)."""
+        height, width = frame.shape[:2]
+        shorter = min(width, height)
+        if shorter < 2 * self.detect_min_side:
+            return None                             # a face too small here is too small to use
+        for side in (shorter // 2, shorter // 4):
+            step = side // 2
+            found = []
+            for y0 in sorted({*range(0, height - side + 1, step), height - side}):
+                for x0 in sorted({*range(0, width - side + 1, step), width - side}):
+                    choice = self._detect_region(landmarker, frame, (x0, y0, side), None, keep_largest=True)
+                    if choice is not None:
+                        found.append(choice)
+            if found:
+                return max(found, key=lambda c: float(np.ptp(c[0][:, 1])))
+        return None
 
     @staticmethod
     def _choose(result, width: int, height: int, previous_centre: np.ndarray | None):

@@ -1,8 +1,13 @@
-"""Neural-renderer training data: frames of one speaker's shards + the explicit memory bank.
+"""Neural-renderer training data: frames of each person's shards + that person's explicit memory bank.
 
 Each item is a ground-truth aligned crop (the target), the sketch of its own tracked mouth
 vertices (the "projected face"), those vertices (the memory query) and the leakage mask: a
 frame never reads the memory entry of its own frame or of the ±2 frames around it (DESIGN §5).
+
+:class:`RendererFrames` holds one person; :class:`PeopleFrames` holds many, each with the memory
+bank built from that person's own frames (Alg. 1), and draws **person-balanced batches**: every
+batch comes from one person (so it reads one memory), people drawn with equal weight (or the
+weights given), so a person with a long clip does not dominate.
 """
 
 from __future__ import annotations
@@ -96,4 +101,65 @@ class RendererFrames(torch.utils.data.Dataset):
             exclude = (self.bank.clips == self.clips[item]) & \
                       (np.abs(self.bank.frames - self.frames[item]) <= LEAKAGE_FRAMES)
         return {"target": to_tensor(self.crops[item]), "sketch": to_tensor(self.sketches[item]),
-                "vertices": torch.from_numpy(self.vertices[item]), "exclude": torch.from_numpy(exclude)}
+                "vertices": torch.from_numpy(self.vertices[item]), "exclude": torch.from_numpy(exclude),
+                "person": torch.tensor(getattr(self, "person_index", 0))}
+
+
+class PeopleFrames(torch.utils.data.ConcatDataset):
+    """Frames of many people: one :class:`RendererFrames` (and one memory bank) per person.
+
+    ``people`` maps a person's name to their shard folders. Items are those of the person's
+    :class:`RendererFrames` plus ``person`` (index into :attr:`names`).
+    """
+
+    def __init__(self, people: dict[str, Sequence[str | os.PathLike]], crop_size: int = 128, frame_step: int = 2,
+                 progress: bool = False):
+        names, parts = [], []
+        for name, paths in tqdm(sorted(people.items()), disable=not progress, desc="loading people", unit="person"):
+            try:
+                frames = RendererFrames(paths, crop_size, frame_step)
+            except ValueError:
+                continue                                   # no valid frames at this step: nothing to learn from
+            frames.person_index = len(names)
+            names.append(name)
+            parts.append(frames)
+        if not parts:
+            raise ValueError("no valid frames for any person")
+        super().__init__(parts)
+        self.names, self.parts = names, parts
+        self.layout = parts[0].layout
+        self.crop_size = int(crop_size)
+
+    def build_memories(self, num_entries: int = 300) -> list[MemoryBank]:
+        """Alg. 1 over each person's own frames; returns the banks in :attr:`names` order."""
+        return [part.build_memory(num_entries) for part in self.parts]
+
+    @property
+    def banks(self) -> list[MemoryBank]:
+        return [part.bank for part in self.parts]
+
+
+class PersonBatchSampler(torch.utils.data.Sampler[list[int]]):
+    """Batches of ``batch_size`` indices of :class:`PeopleFrames`, each from one person drawn with
+    probability ∝ ``weights`` (default: equal); ``num_batches`` per epoch (default: frames / batch)."""
+
+    def __init__(self, dataset: PeopleFrames, batch_size: int, weights: Sequence[float] | None = None,
+                 num_batches: int | None = None, seed: int = 0):
+        self.offsets = np.concatenate([[0], np.cumsum([len(part) for part in dataset.parts])])
+        weights = np.ones(len(dataset.parts)) if weights is None else np.asarray(weights, np.float64)
+        if weights.shape != (len(dataset.parts),) or (weights < 0).any() or weights.sum() <= 0:
+            raise ValueError(f"need one non-negative weight per person ({len(dataset.parts)}), got {weights}")
+        self.probabilities = weights / weights.sum()
+        self.batch_size = int(batch_size)
+        self.num_batches = int(num_batches or max(1, len(dataset) // self.batch_size))
+        self.seed, self.epoch = int(seed), 0
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    def __iter__(self):
+        rng = np.random.default_rng((self.seed, self.epoch))
+        self.epoch += 1
+        for person in rng.choice(len(self.probabilities), size=self.num_batches, p=self.probabilities):
+            start, stop = self.offsets[person], self.offsets[person + 1]
+            yield (start + rng.choice(stop - start, size=self.batch_size, replace=stop - start < self.batch_size)).tolist()

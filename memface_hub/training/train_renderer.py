@@ -2,8 +2,12 @@
 
     memface train-renderer --shards data/shards --splits data/demo/corpus.json --out runs/renderer
 
-The explicit memory bank is built from the training frames (Alg. 1); the leakage rule keeps
-every frame from reading its own entry and its ±2 neighbours. Validation PSNR on the mouth box
+Each person's explicit memory bank is built from that person's own frames (Alg. 1); the
+leakage rule keeps every frame from reading its own entry and its ±2 neighbours. With a
+multi-person corpus (``memface build-corpus``: ``corpus.json`` names each clip's person) batches
+are person-balanced and each reads its person's memory; a folder without person information is
+one person (the synthetic demo corpus). Colour augmentation (gain, offset, gamma per batch,
+applied alike to the frames and the memory) keeps the renderer from learning one skin tone. Validation PSNR on the mouth box
 each epoch, validation images written to ``<out>/val_epoch_XXX.png``, the best model via
 ``save_pretrained`` to ``<out>/best``, the training state in ``<out>/checkpoint`` for ``--resume``.
 """
@@ -13,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,7 +28,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..renderer import MemFaceRenderer, PatchDiscriminator
-from .renderer_data import RendererFrames
+from .renderer_data import PeopleFrames, PersonBatchSampler
 from .run_state import resume_state, save_state, split_shards
 
 logger = logging.getLogger(__name__)
@@ -41,7 +46,9 @@ class RendererTrainingConfig:
     crop_size: int = 128
     base_channels: int = 16
     depth: int = 3
+    colour_normalise: bool = True          # identity from the inputs (see memface_hub.renderer)
     memory_entries: int = 300
+    memory_subset: int | None = 96         # entries of the person's bank read per training step (None: all)
     frame_step: int = 2
     epochs: int = 10
     batch_size: int = 8
@@ -50,6 +57,10 @@ class RendererTrainingConfig:
     perceptual_weight: float = 0.1
     perceptual_size: int = 112
     gan_weight: float = 0.01
+    colour_augment: bool = True
+    synthetic_weight: float = 0.5          # sampling weight of a synthetic-only person (a real one is 1)
+    init_from: str | None = None           # warm start: a renderer folder with the same architecture
+    mixed_precision: str = "no"            # "bf16": autocast on CPUs with avx512-bf16 and on GPUs
     max_steps: int | None = None
     seed: int = 0
     resume: bool = False
@@ -69,21 +80,66 @@ def mouth_psnr(output: torch.Tensor, target: torch.Tensor, box) -> torch.Tensor:
     return 10 * torch.log10(255.0 ** 2 / mse)
 
 
-def load_renderer_data(config: RendererTrainingConfig, progress: bool = True
-                       ) -> tuple[RendererFrames, RendererFrames]:
-    """Training and validation frames of ``config.shards``; the memory bank (Alg. 1) is built
-    from the training frames only and read by both. Reusable across runs with the same data."""
+def people_of(clip_ids: list[str], splits: str | None) -> dict[str, list[str]]:
+    """Person → clip ids, from the ``clips`` of a multi-person ``corpus.json``; without that
+    information all clips are one person."""
+    clips = {}
+    if splits:
+        data = json.loads(Path(splits).read_text())
+        clips = data.get("clips", {}) if isinstance(data.get("clips"), dict) else {}
+    people: dict[str, list[str]] = {}
+    for clip_id in clip_ids:
+        people.setdefault(str(clips.get(clip_id, {}).get("person", "speaker")), []).append(clip_id)
+    return people
+
+
+def load_renderer_data(config: RendererTrainingConfig, progress: bool = True) -> tuple[PeopleFrames, PeopleFrames]:
+    """Training and validation frames of ``config.shards``, by person; each person's memory bank
+    (Alg. 1) is built from that person's frames. Reusable across runs with the same data."""
     train_ids, val_ids = split_shards(config.shards, config.splits)
     root = Path(config.shards)
-    train_set = RendererFrames([root / c for c in train_ids], config.crop_size, config.frame_step,
-                               progress=progress)
-    val_set = RendererFrames([root / c for c in val_ids], config.crop_size, config.frame_step * 4)
-    val_set.use_memory(train_set.build_memory(config.memory_entries))
-    return train_set, val_set
+    sets = []
+    for ids, step in ((train_ids, config.frame_step), (val_ids, config.frame_step * 2)):
+        people = {name: [root / c for c in clips] for name, clips in people_of(ids, config.splits).items()}
+        frames = PeopleFrames(people, config.crop_size, step, progress=progress)
+        frames.build_memories(config.memory_entries)
+        sets.append(frames)
+    return sets[0], sets[1]
+
+
+def person_weights(frames: PeopleFrames, splits: str | None, synthetic_weight: float) -> list[float]:
+    """Sampling weight per person: 1 for a person with real footage, ``synthetic_weight`` otherwise."""
+    sources = {}
+    if splits:
+        data = json.loads(Path(splits).read_text())
+        for info in (data.get("clips") or {}).values() if isinstance(data.get("clips"), dict) else []:
+            sources.setdefault(info.get("person"), set()).add(info.get("source"))
+    return [synthetic_weight if sources.get(name) == {"synthetic"} else 1.0 for name in frames.names]
+
+
+def colour_augmentation(generator: torch.Generator) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A random per-channel gain, offset and gamma (one draw), to apply alike to every image of a
+    batch and to its memory patches: images in [0, 1] → [0, 1]."""
+    gain = 1 + (torch.rand(3, generator=generator) - 0.5) * 0.4                 # 0.8 … 1.2
+    offset = (torch.rand(3, generator=generator) - 0.5) * 0.1                   # ±0.05
+    gamma = float(torch.exp((torch.rand((), generator=generator) - 0.5) * 0.5))  # 0.78 … 1.28
+
+    def apply(images: torch.Tensor) -> torch.Tensor:
+        shape = (1, 3, 1, 1)
+        return (images.clamp_min(0) ** gamma * gain.to(images).view(shape) + offset.to(images).view(shape)).clamp(0, 1)
+
+    return apply
+
+
+def memory_subset(bank_size: int, count: int | None, generator: torch.Generator) -> torch.Tensor:
+    """Indices of the memory entries read this step (all, or a random ``count`` of them)."""
+    if count is None or count >= bank_size:
+        return torch.arange(bank_size)
+    return torch.randperm(bank_size, generator=generator)[:count]
 
 
 def train_renderer(config: RendererTrainingConfig,
-                   data: tuple[RendererFrames, RendererFrames] | None = None) -> Path:
+                   data: tuple[PeopleFrames, PeopleFrames] | None = None) -> Path:
     """Run training (``config.epochs``, or stop after ``config.max_steps`` batches); ``data``
     is what :func:`load_renderer_data` returns, loaded here when not given. Returns ``<out>/best``."""
     from accelerate import Accelerator
@@ -91,39 +147,47 @@ def train_renderer(config: RendererTrainingConfig,
 
     from ..evaluation.perceptual import PerceptualMetric
 
-    accelerator = Accelerator()
+    accelerator = Accelerator(mixed_precision=config.mixed_precision)
     set_seed(config.seed)
     out = Path(config.output_dir)
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         (out / "training_config.json").write_text(json.dumps(asdict(config), indent=1))
 
-    # 1. data and the memory bank (from training frames only)
+    # 1. data: frames by person, each person's memory bank from their own frames
     train_set, val_set = data or load_renderer_data(config, config.progress and accelerator.is_main_process)
-    bank = train_set.bank
+    banks = [(torch.from_numpy(bank.keys), torch.from_numpy(bank.patches)) for bank in train_set.banks]
+    val_banks = [(torch.from_numpy(bank.keys), torch.from_numpy(bank.patches)) for bank in val_set.banks]
 
     # 2. models, losses, optimisers
     renderer = MemFaceRenderer(crop_size=config.crop_size, base_channels=config.base_channels, depth=config.depth,
                                memory=config.memory, implicit_slots=config.memory_entries,
+                               colour_normalise=config.colour_normalise,
                                crop_layout={k: v for k, v in train_set.layout.__dict__.items()})
+    if config.init_from:
+        renderer.load_state_dict(MemFaceRenderer.from_pretrained(config.init_from).state_dict(), strict=True)
     discriminator = PatchDiscriminator()
     perceptual = PerceptualMetric(size=config.perceptual_size).to(accelerator.device) if config.perceptual_weight else None
-    keys = torch.from_numpy(bank.keys).to(accelerator.device)
-    patches = torch.from_numpy(bank.patches).float().div(255).to(accelerator.device)
     generator = torch.Generator().manual_seed(config.seed)
-    train_loader = torch.utils.data.DataLoader(train_set, batch_size=config.batch_size, shuffle=True,
-                                               generator=generator, drop_last=True)
-    val_loader = torch.utils.data.DataLoader(val_set, batch_size=config.batch_size)
+    sampler = PersonBatchSampler(train_set, config.batch_size,
+                                 person_weights(train_set, config.splits, config.synthetic_weight), seed=config.seed)
+    train_loader = torch.utils.data.DataLoader(train_set, batch_sampler=sampler)
     optimizer = torch.optim.Adam(renderer.parameters(), lr=config.learning_rate, betas=(0.5, 0.999))
     optimizer_d = torch.optim.Adam(discriminator.parameters(), lr=config.learning_rate, betas=(0.5, 0.999))
-    renderer, discriminator, optimizer, optimizer_d, train_loader, val_loader = accelerator.prepare(
-        renderer, discriminator, optimizer, optimizer_d, train_loader, val_loader)
+    renderer, discriminator, optimizer, optimizer_d, train_loader = accelerator.prepare(
+        renderer, discriminator, optimizer, optimizer_d, train_loader)
     unwrapped = accelerator.unwrap_model(renderer)
     box = unwrapped.patch_box
 
-    def render(batch):
+    def render(batch, bank, subset=None, augment=None):
+        keys, patches = bank
+        if subset is not None:
+            keys, patches, batch["exclude"] = keys[subset], patches[subset], batch["exclude"][:, subset]
+        patches = patches.to(accelerator.device).float() / 255
+        if augment is not None:
+            batch["target"], patches = augment(batch["target"]), augment(patches)
         return renderer(batch["target"], batch["sketch"], batch["vertices"],
-                        **unwrapped.memory_inputs(keys, patches, batch["exclude"]))
+                        **unwrapped.memory_inputs(keys.to(accelerator.device), patches, batch["exclude"]))
 
     state = resume_state(accelerator, out, config.resume,
                          {"epoch": 0, "step": 0, "best_val_psnr": None, "history": []})
@@ -133,25 +197,31 @@ def train_renderer(config: RendererTrainingConfig,
         if config.max_steps is not None and state["step"] >= config.max_steps:
             break
         renderer.train()
+        sampler.epoch = epoch
         started = time.perf_counter()
         bar = tqdm(train_loader, disable=not (config.progress and accelerator.is_local_main_process),
                    desc=f"renderer epoch {epoch + 1}/{config.epochs}", unit="batch")
         for batch in bar:
             if config.max_steps is not None and state["step"] >= config.max_steps:
                 break
-            output = render(batch)
-            fake, real = mouth_boxes(output.image, box), mouth_boxes(batch["target"], box)
-            # discriminator (hinge)
-            loss_d = F.relu(1 - discriminator(real)).mean() + F.relu(1 + discriminator(fake.detach())).mean()
+            bank = banks[int(batch["person"][0])]
+            subset = memory_subset(len(bank[0]), config.memory_subset, generator)
+            augment = colour_augmentation(generator) if config.colour_augment else None
+            with accelerator.autocast():
+                output = render(batch, bank, subset, augment)
+                fake, real = mouth_boxes(output.image, box), mouth_boxes(batch["target"], box)
+                # discriminator (hinge)
+                loss_d = F.relu(1 - discriminator(real)).mean() + F.relu(1 + discriminator(fake.detach())).mean()
             optimizer_d.zero_grad(set_to_none=True)
             accelerator.backward(loss_d)
             optimizer_d.step()
-            # renderer: eq. 6
-            l1 = (output.image - batch["target"]).abs().mean()
-            loss = (config.l1_weight * l1 - config.gan_weight * discriminator(fake).mean()
-                    + 0.01 * unwrapped.memory_regulariser())
-            if perceptual is not None:
-                loss = loss + config.perceptual_weight * perceptual(fake, real)
+            with accelerator.autocast():
+                # renderer: eq. 6
+                l1 = (output.image - batch["target"]).abs().mean()
+                loss = (config.l1_weight * l1 - config.gan_weight * discriminator(fake).mean()
+                        + 0.01 * unwrapped.memory_regulariser())
+                if perceptual is not None:
+                    loss = loss + config.perceptual_weight * perceptual(fake.float(), real.float())
             optimizer.zero_grad(set_to_none=True)
             accelerator.backward(loss)
             optimizer.step()
@@ -159,20 +229,26 @@ def train_renderer(config: RendererTrainingConfig,
             images_seen += batch["target"].shape[0] * accelerator.num_processes
             bar.set_postfix(l1=f"{l1.item():.4f}")
         seconds += time.perf_counter() - started
-        # validation
+        # validation: each held-out person reads their own memory
         renderer.eval()
         totals = torch.zeros(2, device=accelerator.device)
         sample = None
-        with torch.no_grad():
-            for batch in val_loader:
-                output = render(batch)
-                totals += torch.stack([mouth_psnr(output.image, batch["target"], box).sum(),
-                                       torch.tensor(float(len(batch["target"])), device=accelerator.device)])
-                sample = sample or (batch["target"][:4], output.image[:4])
+        with torch.no_grad(), accelerator.autocast():
+            for part, bank in zip(val_set.parts, val_banks):
+                indices = list(range(accelerator.process_index, len(part), accelerator.num_processes))
+                for start in range(0, len(indices), config.batch_size):
+                    batch = torch.utils.data.default_collate([part[i] for i in indices[start:start + config.batch_size]])
+                    batch = {key: value.to(accelerator.device) for key, value in batch.items()}
+                    output = render(batch, bank)
+                    totals += torch.stack([mouth_psnr(output.image.float(), batch["target"], box).sum(),
+                                           torch.tensor(float(len(batch["target"])), device=accelerator.device)])
+                    if sample is None or len(sample[0]) < 4:
+                        pair = (batch["target"][:1], output.image[:1].float())
+                        sample = pair if sample is None else (torch.cat([sample[0], pair[0]]), torch.cat([sample[1], pair[1]]))
         totals = accelerator.reduce(totals, reduction="sum")
         psnr = float(totals[0] / totals[1].clamp_min(1))
         state["epoch"] = epoch + 1
-        state["history"].append({"epoch": epoch + 1, "val_psnr_mouth": psnr})
+        state["history"].append({"epoch": epoch + 1, "step": state["step"], "val_psnr_mouth": psnr})
         state["train_images_per_s"] = images_seen / max(seconds, 1e-9)
         improved = state["best_val_psnr"] is None or psnr > state["best_val_psnr"]
         if improved:
@@ -181,11 +257,13 @@ def train_renderer(config: RendererTrainingConfig,
         if accelerator.is_main_process:
             if improved:
                 unwrapped.save_pretrained(out / "best")
+            unwrapped.save_pretrained(out / "last")
             if sample is not None:
                 grid = torch.cat([torch.cat(list(sample[0]), 2), torch.cat(list(sample[1]), 2)], 1)
                 image = (grid.permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
                 cv2.imwrite(str(out / f"val_epoch_{epoch + 1:03d}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-            logger.info("epoch %d: val mouth PSNR %.2f dB%s", epoch + 1, psnr, " (best)" if improved else "")
+            logger.info("epoch %d (step %d): val mouth PSNR %.2f dB%s, %.1f images/s", epoch + 1, state["step"], psnr,
+                        " (best)" if improved else "", state["train_images_per_s"])
         save_state(accelerator, out, state)
     accelerator.wait_for_everyone()
     return out / "best"

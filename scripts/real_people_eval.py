@@ -1,0 +1,199 @@
+"""Real-people figures: adapt to held-out real people, generate from their own speech, compare with their video.
+
+    python scripts/real_people_eval.py ../shared/real_clips --renderer runs/renderer_real/best
+
+Protocol (EVALUATION.md of the design notes, "Real people"): for each test person of the people
+file (default: the committed ``memface_hub/data/real_people.json``) with a real clip that has
+speech, the clip is cut at ``c = min(15 s, 0.7 × length)``; the part before ``c`` is the
+adaptation video (``adapt_speaker``: memory only, and again with a 60 s renderer fine-tune), the
+audio after ``c`` drives generation with the adapted speaker, and the real frames after ``c`` are
+the ground truth. Generated and real frames are re-tracked by the same landmarker; ΔE of the
+lower face, mouth sharpness ratio and lip correlation come from
+:mod:`memface_hub.evaluation.real_people`.
+
+Writes ``docs/results/real_people.json`` (with the commit, config and command) and
+``docs/real_people_grid.png`` (real | memory only | fine-tuned, one row per held-out person).
+The clips are read from the folder given; nothing cut from them is kept in the repository (work
+files go to ``--work``, outside it by default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from memface_hub.arrays_io import write_text_atomic
+from memface_hub.data.corpus import VIDEO_SUFFIXES, load_people
+from memface_hub.evaluation.real_people import compare_videos, video_statistics
+from memface_hub.evaluation.report import provenance
+from memface_hub.face.tracker import FaceTracker
+from memface_hub.io.audio import AUDIO_SAMPLE_RATE, load_audio
+from memface_hub.io.video import DEFAULT_FPS, VideoWriter, iter_frames, probe
+from memface_hub.pipeline import MemFacePipeline
+from memface_hub.renderer import MemFaceRenderer
+from memface_hub.training.adapt import adapt_speaker
+
+logger = logging.getLogger("real_people_eval")
+ROOT = Path(__file__).resolve().parents[1]
+ADAPT_SECONDS, ADAPT_FRACTION = 15.0, 0.7
+VARIANTS = ("memory_only", "finetune_60s")
+SUMMARY_KEYS = ("delta_e", "sharpness_ratio", "lip_corr_0")
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("clips", nargs="+", help="folders of real clips (e.g. ../shared/real_clips)")
+    parser.add_argument("--pipeline", default=None, help="pipeline folder or Hub id (default: the bundled one)")
+    parser.add_argument("--renderer", default=None, help="use this renderer folder instead of the pipeline's")
+    parser.add_argument("--people", default=None, help="people file (default: the committed split)")
+    parser.add_argument("--split", default="test", help="which people to evaluate (default: test)")
+    parser.add_argument("--finetune-seconds", type=float, default=60.0, help="fine-tune budget (0: skip)")
+    parser.add_argument("--out", default=str(ROOT / "docs/results/real_people.json"))
+    parser.add_argument("--grid", default=str(ROOT / "docs/real_people_grid.png"))
+    parser.add_argument("--work", default=None, help="work folder (default: a temporary one)")
+    return parser.parse_args(argv)
+
+
+def held_out_clips(folders: list[str], people_file: str | None, split: str) -> list[tuple[str, Path]]:
+    """``(person, clip)`` for each person of ``split``: their first clip with a sound track."""
+    people = load_people(people_file)
+    files = {path.stem: path for folder in folders for path in sorted(Path(folder).iterdir())
+             if path.suffix.lower() in VIDEO_SUFFIXES}
+    chosen = []
+    for person in people.values():
+        if person.split != split:
+            continue
+        for clip in person.clips:
+            if clip in files and probe(files[clip]).has_audio:
+                chosen.append((person.name, files[clip]))
+                break
+    return chosen
+
+
+def cut_clip(clip: Path, work: Path) -> tuple[Path, np.ndarray, list[np.ndarray], float]:
+    """Adaptation video (before ``c``), test audio and real test frames (after ``c``), and ``c``."""
+    frames = list(iter_frames(clip, fps=DEFAULT_FPS))
+    audio = load_audio(clip, AUDIO_SAMPLE_RATE)
+    length = len(frames) / DEFAULT_FPS
+    cut = int(round(min(ADAPT_SECONDS, ADAPT_FRACTION * length) * DEFAULT_FPS))   # frames
+    cut_sample = int(round(cut / DEFAULT_FPS * AUDIO_SAMPLE_RATE))
+    adaptation = work / "adaptation.mp4"
+    with VideoWriter(adaptation, fps=DEFAULT_FPS, audio=(audio[:cut_sample], AUDIO_SAMPLE_RATE), crf=12) as writer:
+        for frame in frames[:cut]:
+            writer.write(frame[:frame.shape[0] // 2 * 2, :frame.shape[1] // 2 * 2])
+    test_frames = frames[cut:]
+    test_audio = audio[cut_sample:cut_sample + int(round(len(test_frames) / DEFAULT_FPS * AUDIO_SAMPLE_RATE))]
+    return adaptation, test_audio, test_frames, cut / DEFAULT_FPS
+
+
+def face_box(landmarks: np.ndarray, shape) -> tuple[int, int, int, int]:
+    """A square around the face (landmarks ``(478, 2|3)``), for the grid."""
+    points = landmarks[:, :2]
+    centre = (points.min(0) + points.max(0)) / 2
+    side = 1.3 * float(np.ptp(points, axis=0).max())
+    x0, y0 = np.clip(np.round(centre - side / 2).astype(int), 0, [shape[1] - 1, shape[0] - 1])
+    side = int(min(side, shape[1] - x0, shape[0] - y0))
+    return x0, y0, x0 + side, y0 + side
+
+
+def write_grid(path: Path, rows: list[dict], tile: int = 96, picks: int = 3) -> None:
+    """One row per person: ``picks`` real test frames | the same instants generated, per variant."""
+    lines = []
+    for row in rows:
+        real = row["real"]
+        indices = np.linspace(0, len(real) - 1, picks + 2)[1:-1].round().astype(int)
+        box = row["box"]
+        tiles = []
+        for name in ["real", *VARIANTS]:
+            frames = row.get(name)
+            for index in indices:
+                if frames is None or index >= len(frames):
+                    tiles.append(np.zeros((tile, tile, 3), np.uint8))
+                    continue
+                x0, y0, x1, y1 = box
+                tiles.append(cv2.resize(frames[index][y0:y1, x0:x1], (tile, tile), interpolation=cv2.INTER_AREA))
+            tiles.append(np.full((tile, 4, 3), 255, np.uint8))
+        lines.append(np.concatenate(tiles[:-1], axis=1))
+    grid = np.concatenate(lines, axis=0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+
+
+def mean(values) -> float:
+    values = [v for v in values if v is not None and np.isfinite(v)]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for folder in args.clips:
+        if not Path(folder).is_dir():
+            logger.error("%s: not a folder of real clips (the shared real clips live in ../shared/real_clips)", folder)
+            return 2
+    clips = held_out_clips(args.clips, args.people, args.split)
+    if not clips:
+        logger.error("no %s person of the people file has a clip with sound in %s", args.split, args.clips)
+        return 2
+    pipe = MemFacePipeline.from_pretrained(args.pipeline)
+    if args.renderer:
+        pipe = MemFacePipeline(pipe.a2e, MemFaceRenderer.from_pretrained(args.renderer), pipe.frontend)
+    tracker = FaceTracker()
+    records, rows = [], []
+    with tempfile.TemporaryDirectory(prefix="memface-real-people-") as scratch:
+        work_root = Path(args.work or scratch)
+        for person, clip in clips:
+            work = work_root / person
+            work.mkdir(parents=True, exist_ok=True)
+            adaptation, test_audio, test_frames, cut = cut_clip(clip, work)
+            real = video_statistics(test_frames, tracker)
+            first = next(i for i, found in enumerate(np.isfinite(real.lip_gaps)) if found)
+            track = tracker.track(test_frames[first:first + 1])
+            row = {"real": test_frames, "box": face_box(track.landmarks[0], test_frames[0].shape)}
+            for variant in VARIANTS:
+                seconds = args.finetune_seconds if variant == "finetune_60s" else 0.0
+                if variant == "finetune_60s" and not seconds:
+                    continue
+                started = time.perf_counter()
+                adapt_speaker(adaptation, work / variant, renderer=pipe.renderer if seconds else None,
+                              finetune_seconds=seconds or None, progress=False)
+                adapt_seconds = time.perf_counter() - started
+                output = pipe((test_audio, AUDIO_SAMPLE_RATE), str(work / variant))
+                figures = compare_videos(video_statistics(list(output.frames), tracker), real)
+                record = {"clip": clip.stem, "person": person, "variant": variant, **figures,
+                          "adapt_seconds": round(adapt_seconds, 1), "adaptation_seconds_of_video": round(cut, 2),
+                          "test_frames": len(test_frames)}
+                records.append(record)
+                row[variant] = list(output.frames)
+                logger.info("%s %s: ΔE %.2f, sharpness ratio %.2f, lip corr %.2f (lag %d)", person, variant,
+                            figures["delta_e"], figures["sharpness_ratio"], figures["lip_corr_0"], figures["lip_lag"])
+            rows.append(row)
+    summary = {}
+    for variant in VARIANTS:
+        chosen = [r for r in records if r["variant"] == variant]
+        if chosen:
+            summary[variant] = {"people": len(chosen), **{key: mean(r[key] for r in chosen) for key in SUMMARY_KEYS}}
+    out = Path(args.out)
+    previous = json.loads(out.read_text()) if out.exists() else {}
+    result = {**provenance({"pipeline": args.pipeline or "bundled", "renderer": args.renderer, "split": args.split,
+                            "finetune_seconds": args.finetune_seconds, "people_file": args.people or "bundled"}),
+              "people": records, "summary": summary, "ablation": previous.get("ablation", [])}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out, json.dumps(result, indent=1))
+    write_grid(Path(args.grid), rows)
+    for variant, figures in summary.items():
+        logger.info("%s over %d people: ΔE %.2f, sharpness ratio %.2f, lip corr %.2f", variant, figures["people"],
+                    figures["delta_e"], figures["sharpness_ratio"], figures["lip_corr_0"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
