@@ -31,6 +31,7 @@ import cv2
 import numpy as np
 
 from memface_hub.arrays_io import write_text_atomic
+from memface_hub.audio.base import SILENCE_PEAK
 from memface_hub.data.corpus import VIDEO_SUFFIXES, load_people
 from memface_hub.evaluation.real_people import compare_videos, video_statistics
 from memface_hub.evaluation.report import provenance
@@ -147,13 +148,17 @@ def main(argv=None) -> int:
     if args.renderer:
         pipe = MemFacePipeline(pipe.a2e, MemFaceRenderer.from_pretrained(args.renderer), pipe.frontend)
     tracker = FaceTracker()
-    records, rows = [], []
+    records, rows, skipped = [], [], []
     with tempfile.TemporaryDirectory(prefix="memface-real-people-") as scratch:
         work_root = Path(args.work or scratch)
         for person, clip in clips:
             work = work_root / person
             work.mkdir(parents=True, exist_ok=True)
             adaptation, test_audio, test_frames, cut = cut_clip(clip, work)
+            if np.abs(test_audio).max(initial=0.0) < SILENCE_PEAK:
+                skipped.append({"clip": clip.stem, "person": person, "reason": "the test part has no sound"})
+                logger.warning("%s (%s): the part after %.1f s is silent; skipped", person, clip.stem, cut)
+                continue
             real = video_statistics(test_frames, tracker)
             first = next(i for i, found in enumerate(np.isfinite(real.lip_gaps)) if found)
             track = tracker.track(test_frames[first:first + 1])
@@ -185,7 +190,7 @@ def main(argv=None) -> int:
     previous = json.loads(out.read_text()) if out.exists() else {}
     result = {**provenance({"pipeline": args.pipeline or "bundled", "renderer": args.renderer, "split": args.split,
                             "finetune_seconds": args.finetune_seconds, "people_file": args.people or "bundled"}),
-              "people": records, "summary": summary, "ablation": previous.get("ablation", [])}
+              "people": records, "skipped": skipped, "summary": summary, "ablation": previous.get("ablation", [])}
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out, json.dumps(result, indent=1))
     write_grid(Path(args.grid), rows)

@@ -142,3 +142,62 @@ def test_renderer_training_runs_under_accelerate_with_two_processes(tiny_shards,
     state = json.loads((tmp_path / "ddp" / "trainer_state.json").read_text())
     assert state["step"] == 2 and state["epoch"] >= 1 and state["best_val_psnr"] > 5
     assert MemFaceRenderer.from_pretrained(tmp_path / "ddp" / "best").crop_size == 64
+
+
+def test_colour_comes_from_the_inputs():
+    """With colour normalisation the renderer paints in the template's colour units: shifting and
+    scaling the colours of the template and of the memory shifts and scales the output alike
+    (the old sigmoid renderer, which painted the colours it was trained on, fails this)."""
+    torch.manual_seed(0)
+    renderer = MemFaceRenderer(memory="explicit", **SMALL).eval()
+    template, sketch, vertices, keys, patches = _inputs(renderer, entries=6)
+    template, patches = 0.3 + 0.4 * template, 0.3 + 0.4 * patches          # room to move inside [0, 1]
+    gain, offset = torch.tensor([0.7, 1.1, 0.9]).view(1, 3, 1, 1), torch.tensor([0.05, -0.08, 0.02]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        base = renderer(template, sketch, vertices, keys, renderer.encode_memory(patches)).raw
+        moved = renderer(template * gain + offset, sketch, vertices, keys,
+                         renderer.encode_memory(patches * gain + offset)).raw
+    inside = (base > 0.01) & (base < 0.99) & (moved > 0.01) & (moved < 0.99)
+    assert inside.float().mean() > 0.9
+    torch.testing.assert_close(moved[inside], (base * gain + offset).expand_as(base)[inside], atol=1e-4, rtol=1e-4)
+    plain = MemFaceRenderer(memory="explicit", colour_normalise=False, **SMALL).eval()
+    with torch.no_grad():
+        base = plain(template, sketch, vertices, keys, plain.encode_memory(patches)).raw
+        moved = plain(template * gain + offset, sketch, vertices, keys, plain.encode_memory(patches * gain + offset)).raw
+    assert not torch.allclose(moved, base * gain + offset, atol=1e-2)
+
+
+def test_seam_matching_removes_a_colour_step_at_the_blend():
+    torch.manual_seed(0)
+    renderer = MemFaceRenderer(memory="none", **SMALL).eval()
+    template, sketch, vertices, _, _ = _inputs(renderer, batch=1)
+    with torch.no_grad():
+        renderer.out.bias.fill_(1.5)                               # an output far off the template's colour
+        plain = renderer(template, sketch, vertices).raw
+        matched = renderer(template, sketch, vertices, match_seam=True).raw
+    band = renderer.seam_band
+    step = lambda raw: float(((raw - template) * band).sum() / (band.sum() * 3))  # noqa: E731
+    assert abs(step(plain)) > 0.05
+    assert abs(step(matched)) < 0.01
+
+
+def test_person_batches_come_from_one_person_and_follow_the_weights(tiny_shards, tiny_corpus):
+    from memface_hub.training.renderer_data import PeopleFrames, PersonBatchSampler
+
+    _, index = tiny_corpus
+    clips = [tiny_shards / clip["clip_id"] for clip in index["clips"]]
+    people = PeopleFrames({"a": clips[:1], "b": clips[1:2], "c": clips[2:]}, crop_size=64, frame_step=4)
+    banks = people.build_memories(8)
+    assert [len(bank.keys) for bank in banks] == [min(8, len(part)) for part in people.parts]
+    sampler = PersonBatchSampler(people, batch_size=4, weights=[1.0, 0.0, 1.0], num_batches=40, seed=1)
+    drawn = set()
+    for batch in sampler:
+        persons = {int(people[i]["person"]) for i in batch}
+        assert len(persons) == 1 and len(batch) == 4
+        drawn |= persons
+    assert drawn == {0, 2}                                         # the zero-weight person never comes up
+    in_bank = int(list(people.parts[0].frames).index(banks[0].frames[0]))     # a frame that is also an entry
+    item = people[in_bank]
+    assert item["exclude"].shape == (len(banks[0].keys),) and item["exclude"][0]   # the leakage rule applies
+    with pytest.raises(ValueError):
+        PersonBatchSampler(people, batch_size=4, weights=[1.0, 1.0])

@@ -33,15 +33,17 @@ def rmse(predicted: np.ndarray, target: np.ndarray) -> float:
     return float(np.sqrt(np.mean((np.asarray(predicted) - np.asarray(target)) ** 2)))
 
 
-def bilabial_counts(predicted_opening: np.ndarray, true_opening: np.ndarray, phonemes, fps: float = 25.0
+def bilabial_counts(predicted_opening: np.ndarray, true_opening: np.ndarray, phonemes, fps: float = 25.0,
+                    bilabials: frozenset[str] = BILABIALS, open_vowels: frozenset[str] = OPEN_VOWELS
                     ) -> tuple[int, int]:
     """``(closed, total)`` m/b/p centres of one utterance with ``ô ≤ τ``, ``τ = 0.25·median(o at open vowels)``.
 
-    An utterance without open vowels or without bilabials counts ``(0, 0)``.
+    An utterance without open vowels or without bilabials counts ``(0, 0)``. The phone sets default to
+    espeak's symbols; pass others for another inventory (e.g. ARPAbet from a forced alignment).
     """
     num_frames = min(len(predicted_opening), len(true_opening))
-    bilabials = centre_frames(phonemes, BILABIALS, fps, num_frames)
-    vowels = centre_frames(phonemes, OPEN_VOWELS, fps, num_frames)
+    bilabials = centre_frames(phonemes, bilabials, fps, num_frames)
+    vowels = centre_frames(phonemes, open_vowels, fps, num_frames)
     if len(bilabials) == 0 or len(vowels) == 0:
         return 0, 0
     threshold = 0.25 * float(np.median(true_opening[vowels]))

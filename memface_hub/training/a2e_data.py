@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,12 +15,15 @@ import torch
 from tqdm.auto import tqdm
 
 from ..audio import AudioFrontEnd, cached_features
+from ..audio.base import SILENCE_PEAK
 from ..data.shards import find_shards, load_shard
 from ..errors import MemFaceInputError
 from ..face.mouth_model import MouthModel
 from ..io.audio import AUDIO_SAMPLE_RATE, load_audio
 
 FEATURE_CACHE = "features"
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -53,20 +57,34 @@ def hash_split(clip_ids: Sequence[str], val_fraction: float = 0.1) -> dict[str, 
 
 
 def load_a2e_clips(shard_root: str | os.PathLike, clip_ids: Sequence[str] | None, frontend: AudioFrontEnd,
-                   mouth_model: MouthModel, progress: bool = False) -> list[A2EClip]:
-    """Load shards (all under ``shard_root``, or only ``clip_ids``) with their cached audio features."""
+                   mouth_model: MouthModel, progress: bool = False, skip_silent: bool = True) -> list[A2EClip]:
+    """Load shards (all under ``shard_root``, or only ``clip_ids``) with their cached audio features.
+
+    A shard without speech teaches nothing about it: one with no audio track (a silent real clip) or
+    a digitally silent one (peak below ``SILENCE_PEAK``, e.g. a muted sound track) is skipped with a
+    log line, or refused with ``skip_silent=False``. Refused too: no shard with sound at all.
+    """
     root = Path(shard_root)
     paths = [root / c for c in clip_ids] if clip_ids is not None else find_shards(root)
-    clips = []
+    clips, silent = [], []
     for path in tqdm(paths, disable=not progress, desc="loading clips", unit="clip"):
         shard = load_shard(path)
-        if shard.audio_path is None:
-            raise MemFaceInputError(path, "shard has no audio (preprocessed with --allow-silent?)")
-        audio = load_audio(shard.audio_path)
+        audio = load_audio(shard.audio_path) if shard.audio_path is not None else None
+        if audio is None or not audio.size or float(np.abs(audio).max()) < SILENCE_PEAK:
+            reason = "has no audio (preprocessed with --allow-silent?)" if audio is None else "audio is silent"
+            if not skip_silent:
+                raise MemFaceInputError(path, f"shard {reason}")
+            logger.info("skipping %s: the shard %s", path.name, reason)
+            silent.append(path.name)
+            continue
         features = cached_features(frontend, audio, AUDIO_SAMPLE_RATE, shard.num_frames, path / FEATURE_CACHE)
         expressions = mouth_model.encode(shard.mouth_vertices, shard.neutral_mouth).astype(np.float32)
         clips.append(A2EClip(path.name, features.astype(np.float32), expressions, shard.neutral_mouth,
                              shard.valid, shard.mouth_vertices))
+    if paths and not clips:
+        raise MemFaceInputError(root, f"none of the {len(paths)} shards has sound")
+    if silent:
+        logger.info("skipped %d silent shard(s) of %d", len(silent), len(paths))
     return clips
 
 
