@@ -34,7 +34,7 @@ from memface_hub.arrays_io import write_text_atomic
 from memface_hub.audio.base import SILENCE_PEAK
 from memface_hub.data.corpus import VIDEO_SUFFIXES, load_people
 from memface_hub.evaluation.real_people import compare_videos, video_statistics
-from memface_hub.evaluation.report import provenance
+from memface_hub.evaluation.report import provenance, write_markdown_section
 from memface_hub.face.tracker import FaceTracker
 from memface_hub.io.audio import AUDIO_SAMPLE_RATE, load_audio
 from memface_hub.io.video import DEFAULT_FPS, VideoWriter, iter_frames, probe
@@ -59,6 +59,7 @@ def parse_args(argv):
     parser.add_argument("--finetune-seconds", type=float, default=60.0, help="fine-tune budget (0: skip)")
     parser.add_argument("--out", default=str(ROOT / "docs/results/real_people.json"))
     parser.add_argument("--grid", default=str(ROOT / "docs/real_people_grid.png"))
+    parser.add_argument("--readme", default=str(ROOT / "docs/results/README.md"), help="results page to update")
     parser.add_argument("--work", default=None, help="work folder (default: a temporary one)")
     return parser.parse_args(argv)
 
@@ -128,6 +129,23 @@ def write_grid(path: Path, rows: list[dict], tile: int = 96, picks: int = 3) -> 
     cv2.imwrite(str(path), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
 
 
+def markdown_table(result: dict) -> str:
+    """Per person and variant, then the means, as a Markdown table."""
+    lines = [f"`{result['command']}` at `{result['git_commit']}`; held-out people of the `{result['config']['split']}` "
+             "split, adapted on the first min(15 s, 70 %) of their clip, generated from the rest of its sound.", "",
+             "| person (clip) | variant | ΔE lower face ↓ (≤ 3) | mouth sharpness ratio (0.8–1.25) | lip corr lag 0 ↑ | "
+             "best lag | adapt s | test frames |", "|---|---|---|---|---|---|---|---|"]
+    for r in result["people"]:
+        lines.append(f"| {r['person']} ({r['clip']}) | {r['variant']} | {r['delta_e']:.2f} | {r['sharpness_ratio']:.2f} | "
+                     f"{r['lip_corr_0']:.2f} | {r['lip_lag']} | {r['adapt_seconds']:.0f} | {r['test_frames']} |")
+    for variant, figures in result["summary"].items():
+        lines.append(f"| **mean of {figures['people']}** | {variant} | **{figures['delta_e']:.2f}** | "
+                     f"**{figures['sharpness_ratio']:.2f}** | **{figures['lip_corr_0']:.2f}** | | | |")
+    for item in result.get("skipped", []):
+        lines.append(f"\nSkipped {item['person']} ({item['clip']}): {item['reason']}.")
+    return "\n".join(lines)
+
+
 def mean(values) -> float:
     values = [v for v in values if v is not None and np.isfinite(v)]
     return float(np.mean(values)) if values else float("nan")
@@ -194,6 +212,8 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out, json.dumps(result, indent=1))
     write_grid(Path(args.grid), rows)
+    write_markdown_section(args.readme, "real-people", "Real people (`docs/results/real_people.json`)",
+                           markdown_table(result))
     for variant, figures in summary.items():
         logger.info("%s over %d people: ΔE %.2f, sharpness ratio %.2f, lip corr %.2f", variant, figures["people"],
                     figures["delta_e"], figures["sharpness_ratio"], figures["lip_corr_0"])

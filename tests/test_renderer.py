@@ -201,3 +201,16 @@ def test_person_batches_come_from_one_person_and_follow_the_weights(tiny_shards,
     assert item["exclude"].shape == (len(banks[0].keys),) and item["exclude"][0]   # the leakage rule applies
     with pytest.raises(ValueError):
         PersonBatchSampler(people, batch_size=4, weights=[1.0, 1.0])
+
+
+def test_frames_split_into_an_adaptation_part_and_a_test_part(tiny_shards, tiny_corpus):
+    from memface_hub.training.renderer_data import RendererFrames
+
+    _, index = tiny_corpus
+    frames = RendererFrames([tiny_shards / index["clips"][0]["clip_id"]], crop_size=64, frame_step=1)
+    frames.build_memory(6)
+    cut = int(frames.frames[len(frames) // 2])
+    before, after = frames.split_at(cut)
+    assert len(before) + len(after) == len(frames) and before.bank is None and after.bank is None
+    assert before.frames.max() < cut <= after.frames.min()
+    assert (after.crops == frames.crops[frames.frames >= cut]).all()

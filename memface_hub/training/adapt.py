@@ -1,7 +1,7 @@
 """Adapt MemFace to a new speaker from 15–60 s of video (paper Sec. 3.3 / 4.2).
 
 1. preprocess the video (audio optional), 2. build the speaker's explicit memory (Alg. 1) and
-save it, 3. optionally fine-tune the renderer on the clip for a step or time budget and store
+save it, 3. optionally fine-tune the renderer's decoder on the clip for a step or time budget and store
 the change as a weight delta beside the memory (``renderer_delta.safetensors``).
 
 Why a weight delta and not LoRA: the renderer is a small convolutional U-Net (about 1 M
@@ -74,35 +74,65 @@ def apply_renderer_delta(renderer: MemFaceRenderer, path: str | os.PathLike) -> 
     return renderer
 
 
+FINETUNED_MODULES = ("fuse", "up", "out")      # the decoder side: what adaptation changes
+
+
 def finetune_renderer(renderer: MemFaceRenderer, shard_dir: Path, entries: int, steps: int | None,
-                      seconds: float | None, learning_rate: float = 1e-4, batch_size: int = 4,
+                      seconds: float | None, learning_rate: float = 5e-5, batch_size: int = 4,
+                      perceptual_weight: float = 0.1, bf16: bool = True,
                       progress: bool = True) -> tuple[MemFaceRenderer, int]:
-    """L1 fine-tuning on one speaker's frames, with its own memory and the leakage rule."""
+    """Fine-tune the renderer's decoder on one speaker's frames, reading the speaker's own memory
+    under the leakage rule: eq. 6 without the GAN term (L1 + perceptual on the mouth box).
+
+    Only the decoder side (:data:`FINETUNED_MODULES`) learns: the encoder and the memory's ``W_v``
+    stay as trained on many people, so the memory values are encoded once, each step is cheaper
+    (no gradient reaches the encoder), and a few seconds of one person cannot undo what the
+    renderer knows about faces. bf16 autocast where the CPU or GPU supports it.
+    """
     frames = RendererFrames([shard_dir], crop_size=renderer.crop_size, frame_step=1)
     bank = frames.build_memory(entries)
     keys = torch.from_numpy(bank.keys)
     patches = torch.from_numpy(bank.patches).float() / 255
+    for name, parameter in renderer.named_parameters():
+        parameter.requires_grad_(name.split(".")[0] in FINETUNED_MODULES)
+    with torch.no_grad():
+        memory = renderer.memory_inputs(keys, patches)                     # encoded once: W_v is frozen
+    perceptual = None
+    if perceptual_weight:
+        from ..evaluation.perceptual import PerceptualMetric
+
+        try:
+            perceptual = PerceptualMetric(size=112)
+        except (FileNotFoundError, ImportError) as err:
+            logger.warning("fine-tuning with L1 only: perceptual weights unavailable (%s)", err)
     loader = torch.utils.data.DataLoader(frames, batch_size=batch_size, shuffle=True,
                                          generator=torch.Generator().manual_seed(0))
-    optimizer = torch.optim.Adam(renderer.parameters(), lr=learning_rate)
+    optimizer = torch.optim.Adam([p for p in renderer.parameters() if p.requires_grad], lr=learning_rate)
+    top, bottom, left, right = renderer.patch_box
     renderer.train()
     started, step = time.perf_counter(), 0
     budget = steps if steps is not None else 10**9
     bar = tqdm(total=steps, disable=not progress, desc="fine-tuning renderer", unit="step")
     while step < budget and (seconds is None or time.perf_counter() - started < seconds):
         for batch in loader:
-            output = renderer(batch["target"], batch["sketch"], batch["vertices"],
-                              **renderer.memory_inputs(keys, patches, batch["exclude"]))
-            loss = (output.image - batch["target"]).abs().mean()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                output = renderer(batch["target"], batch["sketch"], batch["vertices"],
+                                  **{**memory, "exclude": batch["exclude"]} if memory else {})
+                loss = (output.image.float() - batch["target"]).abs().mean()
+                if perceptual is not None:
+                    loss = loss + perceptual_weight * perceptual(output.image[:, :, top:bottom, left:right].float(),
+                                                                 batch["target"][:, :, top:bottom, left:right])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             step += 1
             bar.update()
-            bar.set_postfix(l1=f"{loss.item():.4f}")
+            bar.set_postfix(loss=f"{loss.item():.4f}")
             if step >= budget or (seconds is not None and time.perf_counter() - started >= seconds):
                 break
     bar.close()
+    for parameter in renderer.parameters():
+        parameter.requires_grad_(True)
     renderer.eval()
     return renderer, step
 

@@ -12,6 +12,7 @@ weights given), so a person with a long clip does not dominate.
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -89,6 +90,18 @@ class RendererFrames(torch.utils.data.Dataset):
         self.bank = MemoryBank(self.vertices[chosen], np.ascontiguousarray(patches), self.clips[chosen],
                                self.frames[chosen])
         return self.bank
+
+    def take(self, keep: np.ndarray) -> "RendererFrames":
+        """A view of some frames (a bool mask or indices over items), without a memory bank."""
+        part = copy.copy(self)
+        part.crops, part.sketches, part.vertices = self.crops[keep], self.sketches[keep], self.vertices[keep]
+        part.clips, part.frames, part.bank = self.clips[keep], self.frames[keep], None
+        return part
+
+    def split_at(self, frame: int) -> tuple["RendererFrames", "RendererFrames"]:
+        """The frames before ``frame`` and from ``frame`` on (e.g. the adaptation part and the test
+        part of one clip), as two views without a memory bank."""
+        return self.take(self.frames < frame), self.take(self.frames >= frame)
 
     def use_memory(self, bank: MemoryBank) -> None:
         """Read another bank (e.g. the training bank for validation frames)."""

@@ -117,6 +117,19 @@ def person_weights(frames: PeopleFrames, splits: str | None, synthetic_weight: f
     return [synthetic_weight if sources.get(name) == {"synthetic"} else 1.0 for name in frames.names]
 
 
+def warm_start(renderer: MemFaceRenderer, folder: str | Path) -> None:
+    """Copy the weights of the renderer in ``folder`` whose names and shapes match (the ablation's
+    variants differ only in their memory layers); the others keep their initialisation, and are logged."""
+    source = MemFaceRenderer.from_pretrained(folder).state_dict()
+    state = renderer.state_dict()
+    matched = {name: value for name, value in source.items() if name in state and state[name].shape == value.shape}
+    renderer.load_state_dict({**state, **matched})
+    fresh = sorted(set(state) - set(matched))
+    if fresh:
+        logger.info("warm start from %s: %d tensors copied, %d new (%s)", folder, len(matched), len(fresh),
+                    ", ".join(fresh[:6]) + (" …" if len(fresh) > 6 else ""))
+
+
 def colour_augmentation(generator: torch.Generator) -> Callable[[torch.Tensor], torch.Tensor]:
     """A random per-channel gain, offset and gamma (one draw), to apply alike to every image of a
     batch and to its memory patches: images in [0, 1] → [0, 1]."""
@@ -165,7 +178,7 @@ def train_renderer(config: RendererTrainingConfig,
                                colour_normalise=config.colour_normalise,
                                crop_layout={k: v for k, v in train_set.layout.__dict__.items()})
     if config.init_from:
-        renderer.load_state_dict(MemFaceRenderer.from_pretrained(config.init_from).state_dict(), strict=True)
+        warm_start(renderer, config.init_from)
     discriminator = PatchDiscriminator()
     perceptual = PerceptualMetric(size=config.perceptual_size).to(accelerator.device) if config.perceptual_weight else None
     generator = torch.Generator().manual_seed(config.seed)

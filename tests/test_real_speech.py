@@ -1,0 +1,185 @@
+"""Lip-sync on real speech: GRID sentences from clip ids, silent shards skipped in a2e training data,
+and the schema of ``scripts/real_speech_eval.py``'s JSON — all on tiny synthetic shards made here."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from memface_hub.arrays_io import save_arrays
+from memface_hub.data.shards import AUDIO_FILE, META_FILE, SHARD_FORMAT, SHARD_VERSION, TRACK_FILE
+from memface_hub.errors import MemFaceInputError
+from memface_hub.evaluation.grid import grid_sentence, is_grid_clip
+from memface_hub.face.landmarks import MOUTH_VERTICES, NUM_BLENDSHAPES, NUM_LANDMARKS
+from memface_hub.io.audio import AUDIO_SAMPLE_RATE, write_wav
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+FPS = 25
+
+
+def make_shard(root: Path, clip_id: str, num_frames: int = 50, audio: np.ndarray | None = None, seed: int = 0) -> Path:
+    """A minimal valid shard: random mouth vertices, landmarks whose inner lips open and close,
+    and ``audio`` (none: no audio.wav, a silent clip)."""
+    rng = np.random.default_rng(seed)
+    gap = 0.5 + 0.5 * np.sin(np.arange(num_frames) / 3.0)                       # (T,)
+    landmarks = rng.normal(size=(num_frames, NUM_LANDMARKS, 3)).astype(np.float32)
+    landmarks[:, 10, :2], landmarks[:, 152, :2] = (50.0, 0.0), (50.0, 100.0)    # face height 100 px
+    landmarks[:, 13, :2] = np.stack([np.full(num_frames, 50.0), 60.0 - 5 * gap], 1)
+    landmarks[:, 14, :2] = np.stack([np.full(num_frames, 50.0), 60.0 + 5 * gap], 1)
+    neutral = rng.normal(scale=0.1, size=(len(MOUTH_VERTICES), 3)).astype(np.float32)
+    mouth = neutral + rng.normal(scale=0.01, size=(num_frames, len(MOUTH_VERTICES), 3)).astype(np.float32)
+    poses = np.zeros((num_frames, 13), np.float32)
+    poses[:, 0], poses[:, 1:10] = 1.0, np.eye(3).reshape(9)
+    arrays = {
+        "landmarks": landmarks, "blendshapes": np.zeros((num_frames, NUM_BLENDSHAPES), np.float32),
+        "transforms": np.tile(np.eye(4, dtype=np.float32), (num_frames, 1, 1)),
+        "detected": np.ones(num_frames, np.uint8), "valid": np.ones(num_frames, np.uint8), "poses": poses,
+        "crop_affines": np.tile(np.eye(2, 3, dtype=np.float32), (num_frames, 1, 1)), "mouth_vertices": mouth,
+        "canonical_face": rng.normal(size=(NUM_LANDMARKS, 3)).astype(np.float32), "neutral_mouth": neutral,
+    }
+    folder = root / clip_id
+    folder.mkdir(parents=True)
+    save_arrays(folder / TRACK_FILE, arrays)
+    if audio is not None:
+        write_wav(folder / AUDIO_FILE, audio, AUDIO_SAMPLE_RATE)
+    (folder / META_FILE).write_text(json.dumps({"format": SHARD_FORMAT, "format_version": SHARD_VERSION,
+                                                "clip_id": clip_id, "fps": FPS, "num_frames": num_frames}))
+    return folder
+
+
+def speech_like(seconds: float, seed: int = 0) -> np.ndarray:
+    """Noise bursts with a syllable-rate envelope (loudness that rises and falls)."""
+    rng = np.random.default_rng(seed)
+    time = np.arange(int(seconds * AUDIO_SAMPLE_RATE)) / AUDIO_SAMPLE_RATE
+    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 4.0 * time)
+    return (0.2 * envelope * rng.normal(size=time.size)).clip(-1, 1).astype(np.float32)
+
+
+# -- GRID sentences -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("clip_id, sentence", [
+    ("grid_bbaf2n", "bin blue at f two now"),
+    ("grid_lwbsza", "lay white by s zero again"),
+    ("pwij3p", "place white in j three please"),
+    ("grid_srwz9s", "set red with z nine soon"),
+])
+def test_grid_sentence_from_clip_id(clip_id, sentence):
+    assert " ".join(grid_sentence(clip_id)) == sentence
+
+
+@pytest.mark.parametrize("clip_id, problem", [
+    ("grid_bbaf2", "6 characters"),            # too short
+    ("grid_xbaf2n", "not a GRID command"),
+    ("grid_bbawzn", "not a GRID letter"),       # GRID has no letter w
+    ("grid_bbaf2x", "not a GRID adverb"),
+])
+def test_grid_sentence_refuses_bad_ids_in_one_line(clip_id, problem):
+    with pytest.raises(MemFaceInputError, match=problem) as caught:
+        grid_sentence(clip_id)
+    assert "\n" not in str(caught.value) and clip_id in str(caught.value)
+
+
+def test_is_grid_clip():
+    assert is_grid_clip("grid_lbax4n") and not is_grid_clip("hdtf_WDA_KatieHill_000")
+
+
+# -- silent shards in a2e training data ----------------------------------------------------------------
+@pytest.fixture
+def mixed_shards(tmp_path):
+    root = tmp_path / "shards"
+    make_shard(root, "speech", audio=speech_like(2.0))
+    make_shard(root, "no_audio", audio=None, seed=1)
+    make_shard(root, "muted", audio=np.zeros(2 * AUDIO_SAMPLE_RATE, np.float32), seed=2)
+    return root
+
+
+def test_silent_shards_are_skipped_with_a_log_line(mixed_shards, caplog):
+    from memface_hub.audio import build_frontend
+    from memface_hub.data.shards import fit_mouth_model
+    from memface_hub.training.a2e_data import load_a2e_clips
+
+    mouth_model = fit_mouth_model(mixed_shards, 4)
+    with caplog.at_level(logging.INFO, logger="memface_hub.training.a2e_data"):
+        clips = load_a2e_clips(mixed_shards, ["no_audio", "speech", "muted"], build_frontend("mel"), mouth_model)
+    assert [clip.clip_id for clip in clips] == ["speech"]
+    assert clips[0].features.shape[0] == 50
+    logged = caplog.text
+    assert "skipping no_audio" in logged and "skipping muted" in logged and "skipped 2 silent shard(s) of 3" in logged
+
+    with pytest.raises(MemFaceInputError, match="no audio"):
+        load_a2e_clips(mixed_shards, ["no_audio"], build_frontend("mel"), mouth_model, skip_silent=False)
+    with pytest.raises(MemFaceInputError, match="none of the 2 shards has sound"):
+        load_a2e_clips(mixed_shards, ["no_audio", "muted"], build_frontend("mel"), mouth_model)
+
+
+# -- the evaluation script -------------------------------------------------------------------------------
+def load_script():
+    spec = importlib.util.spec_from_file_location("real_speech_eval", REPO_ROOT / "scripts/real_speech_eval.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def tiny_real_corpus(tmp_path):
+    """A corpus folder with two test people (one GRID clip, one other) and a silent one; a people file; a
+    tiny untrained mel a2e model."""
+    from memface_hub.a2e import MemFaceAudioToExpression
+    from memface_hub.audio import build_frontend
+
+    corpus = tmp_path / "corpus"
+    make_shard(corpus / "shards", "grid_bbaf2n", num_frames=75, audio=speech_like(3.0))
+    make_shard(corpus / "shards", "talk_a", num_frames=60, audio=speech_like(2.4, seed=1), seed=1)
+    make_shard(corpus / "shards", "mute_b", num_frames=60, audio=None, seed=2)
+    people = {"format": "memface-real-people-split", "format_version": 1, "people": {
+        "grid_person": {"split": "test", "clips": ["grid_bbaf2n"]},
+        "person_a": {"split": "test", "clips": ["talk_a"]},
+        "person_b": {"split": "test", "clips": ["mute_b"]},
+        "trained": {"split": "train", "clips": ["elsewhere"]},
+    }}
+    people_file = tmp_path / "people.json"
+    people_file.write_text(json.dumps(people))
+    frontend = build_frontend("mel")
+    model = MemFaceAudioToExpression(feature_dim=frontend.feature_dim, d_model=16, num_heads=2, num_encoder_layers=1,
+                                     num_decoder_layers=1, ff_dim=32, memory_slots=8, memory_dim=8,
+                                     frontend=frontend.config(), context_frames=16)
+    model.set_mouth_model(np.random.default_rng(0).normal(scale=0.01, size=(16, len(MOUTH_VERTICES) * 3)))
+    model.save_pretrained(tmp_path / "a2e")
+    return corpus, people_file, tmp_path / "a2e"
+
+
+def test_real_speech_eval_json_schema(tiny_real_corpus, tmp_path):
+    corpus, people_file, a2e = tiny_real_corpus
+    script = load_script()
+    out = tmp_path / "real_speech.json"
+    assert script.main(["--corpus", str(corpus), "--a2e", str(a2e), "--people", str(people_file),
+                        "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert {"git_commit", "memface_version", "command", "config", "clips", "summary", "grid_closure"} <= set(result)
+    assert [row["clip"] for row in result["clips"]] == ["grid_bbaf2n", "talk_a"]   # the silent clip is skipped
+    for row in result["clips"]:
+        assert set(row) == {"clip", "lip_corr_0", "lip_corr_best", "lag", "loudness_corr_0"}
+        assert -5 <= row["lag"] <= 5
+    assert set(result["summary"]) == {"clips", "lip_corr_0", "loudness_corr_0", "lag_within_1_fraction", "frontend"}
+    assert result["summary"]["clips"] == 2 and result["summary"]["frontend"] == "mel"
+    assert result["config"]["test_part"] is True
+    assert "measured" in result["grid_closure"]
+
+
+def test_real_speech_eval_test_part_cut():
+    script = load_script()
+    assert script.cut_frame(75, 25.0) == 52            # 0.7 × 3 s
+    assert script.cut_frame(1000, 25.0) == 375         # 15 s
+
+
+def test_real_speech_eval_refuses_a_missing_corpus_in_one_line(tmp_path, caplog):
+    script = load_script()
+    with caplog.at_level(logging.ERROR):
+        assert script.main(["--corpus", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.json")]) == 2
+    errors = [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "not a corpus folder" in errors[0] and "\n" not in errors[0]
+    assert not (tmp_path / "x.json").exists()
