@@ -2,6 +2,10 @@
 
     python scripts/build_demo_assets.py                       # every stage, reusing finished ones
     python scripts/build_demo_assets.py --a2e-from RUN/best --renderer-from RUN/best   # reuse trained models
+    python scripts/build_demo_assets.py --renderer-from runs/renderer_real/best --renderer-corpus ../data/corpus
+
+``--renderer-corpus`` names the multi-person corpus (``memface build-corpus``) the renderer was trained
+on: the card then lists its training people and the source lines of the shared data's PROVENANCE.md.
 
 Stages (each skipped when its output exists):
 1. the demo corpus (``memface demo-data``: the astronaut photo + espeak-ng speech) and its shards;
@@ -15,6 +19,7 @@ Stages (each skipped when its output exists):
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import logging
 import shutil
@@ -44,11 +49,60 @@ def parse_args(argv):
     parser.add_argument("--minutes", type=float, default=20.0, help="corpus length when it is built here")
     parser.add_argument("--a2e-from", default=None, help="a trained a2e folder to bundle instead of training")
     parser.add_argument("--renderer-from", default=None, help="a trained renderer folder to bundle instead of training")
+    parser.add_argument("--renderer-corpus", default=None,
+                        help="the multi-person corpus the --renderer-from model was trained on (for the card)")
+    parser.add_argument("--a2e-corpus", default=None,
+                        help="the multi-person corpus the --a2e-from model was trained on (for the card)")
     parser.add_argument("--a2e-epochs", type=int, default=120)
     parser.add_argument("--renderer-steps", type=int, default=1000)
     parser.add_argument("--speaker-seconds", type=float, default=15.0)
     parser.add_argument("--speaker-voice", default="en-us", help="voice of the clips the demo speaker is made of")
     return parser.parse_args(argv)
+
+
+def provenance_rows(corpus: Path, files: set[str]) -> tuple[list[str], str]:
+    """The table rows of the real clips' PROVENANCE.md naming any of ``files``, and the first paragraph of
+    the portraits' PROVENANCE.md (the shared data folders the corpus was built from)."""
+    index = json.loads((corpus / "corpus.json").read_text())
+    clips = {Path(info["video"]).parent for info in index["clips"].values() if info["source"] == "real"}
+    rows, portraits = [], ""
+    for folder in sorted(clips):
+        readme = folder / "PROVENANCE.md"
+        for line in readme.read_text().splitlines() if readme.is_file() else []:
+            if not line.startswith("| `"):
+                continue
+            patterns = [part.strip().strip("`").replace("{1,2}", "*").replace("{1..5}", "*")
+                        for part in line.split("|")[1].split(",")]
+            if any(fnmatch.fnmatch(name, pattern) for pattern in patterns for name in files):
+                rows.append(line)
+        readme = folder.parent / "portraits" / "PROVENANCE.md"
+        if readme.is_file():
+            paragraphs = [block for block in readme.read_text().split("\n\n") if not block.startswith("#")]
+            portraits = " ".join(paragraphs[0].split()) if paragraphs else ""
+    return rows, portraits
+
+
+def corpus_card(corpus: Path) -> str:
+    """Training-data text for a model trained on the multi-person corpus in ``corpus``."""
+    index = json.loads((corpus / "corpus.json").read_text())
+    train = [info for clip, info in index["clips"].items() if clip in set(index["splits"]["train"])]
+    real = sorted({Path(info["video"]).name for info in train if info["source"] == "real"})
+    people = {info["person"] for info in train}
+    synthetic = sorted({info["person"] for info in train if info["source"] == "synthetic"})
+    seconds = sum(info["frames"] for info in train) / 25.0
+    lines = [f"the multi-person corpus (`memface build-corpus`), training split only: {len(people)} people, "
+             f"{len(real)} real clips and {len(train) - len(real)} synthetic clips ({seconds / 60:.1f} min); "
+             f"the split is by person (`memface_hub/data/real_people.json`), no validation or test person is "
+             f"in it. Synthetic clips: portrait photos made to speak espeak-ng sentences ({', '.join(synthetic)}). "
+             "Real clips used: " + ", ".join(f"`{name}`" for name in real) + ". Their sources "
+             "(from the shared data's PROVENANCE.md):", "",
+             "| files | source (repository @ commit, path) | licence of the repository / what it says | seconds, sound |",
+             "|---|---|---|---|"]
+    rows, portraits = provenance_rows(corpus, set(real))
+    lines += rows
+    if portraits:
+        lines += ["", f"Portrait photos: {portraits}"]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,10 +147,15 @@ def main(argv: list[str] | None = None) -> int:
 
     # 5. the pipeline
     pipeline = MemFacePipeline(MemFaceAudioToExpression.from_pretrained(a2e_dir), renderer)
-    pipeline.save_pretrained(DEMO_PIPELINE, repo_id="memface-hub/memface-demo", training_data=(
-        "memface_hub's synthetic demo corpus: skimage's public-domain astronaut photo animated by espeak-ng "
-        f"speech ({index['total_seconds'] / 60:.0f} min, 4 voices × 3 rates, split by sentence; `memface demo-data`). "
-        "Rebuilt from scratch by `python scripts/build_demo_assets.py`."))
+    demo_corpus = ("memface_hub's synthetic demo corpus: skimage's public-domain astronaut photo animated by espeak-ng "
+                   f"speech ({index['total_seconds'] / 60:.0f} min, 4 voices × 3 rates, split by sentence; "
+                   "`memface demo-data`).")
+    parts = []
+    for model, folder in (("a2e", args.a2e_corpus), ("renderer", args.renderer_corpus)):
+        parts.append(f"**{model}**: " + (corpus_card(Path(folder)) if folder else demo_corpus))
+    parts.append("The demo speaker is synthetic (the astronaut photo); no memory of a real person is bundled. "
+                 "Rebuilt by `python scripts/build_demo_assets.py` (see its docstring for the options used).")
+    pipeline.save_pretrained(DEMO_PIPELINE, repo_id="memface-hub/memface-demo", training_data="\n\n".join(parts))
     sizes = {path.relative_to(DEMO_PIPELINE.parent): path.stat().st_size
              for folder in (DEMO_PIPELINE, DEMO_SPEAKER) for path in folder.rglob("*") if path.is_file()}
     for path, size in sorted(sizes.items()):

@@ -107,14 +107,15 @@ def face_box(landmarks: np.ndarray, shape) -> tuple[int, int, int, int]:
 
 
 def write_grid(path: Path, rows: list[dict], tile: int = 96, picks: int = 3) -> None:
-    """One row per person: ``picks`` real test frames | the same instants generated, per variant."""
+    """One row per person: ``picks`` real test frames | the same instants generated, per variant made."""
     lines = []
+    names = ["real", *(variant for variant in VARIANTS if any(variant in row for row in rows))]
     for row in rows:
         real = row["real"]
         indices = np.linspace(0, len(real) - 1, picks + 2)[1:-1].round().astype(int)
         box = row["box"]
         tiles = []
-        for name in ["real", *VARIANTS]:
+        for name in names:
             frames = row.get(name)
             for index in indices:
                 if frames is None or index >= len(frames):
