@@ -4,7 +4,7 @@ audio features ``(B, T, F)`` at 25 fps → transformer encoder ``h`` → implici
 ``z = h + read(h)`` → transformer decoder → mouth expression coefficients ``ê (B, T, K)``.
 The linear mouth model ships inside as a buffer, so callers get ``verts(ê) = neutral + B·ê``.
 
-Ablations (EVALUATION.md): ``memory="implicit"`` (MemFace), ``"none"`` and ``"explicit"``
+Ablations (docs/EVALUATION.md): ``memory="implicit"`` (MemFace), ``"none"`` and ``"explicit"``
 (audio-feature keys → expression values of training frames, set with :meth:`set_explicit_memory`);
 :meth:`reset_memory_` gives the "implicit memory reset to random" toy test.
 """
@@ -87,7 +87,7 @@ class MemFaceAudioToExpression(nn.Module, StrictHubMixin, library_name="memface_
             self.explicit_reader = None
         self.decoder = nn.TransformerEncoder(layer(), num_decoder_layers, enable_nested_tensor=False)
         self.head = nn.Linear(d_model, exp_dim)
-        # The linear mouth model (DESIGN.md §3): verts(e) = neutral + e @ mouth_basis.
+        # The linear mouth model (docs/DESIGN.md §3): verts(e) = neutral + e @ mouth_basis.
         self.register_buffer("mouth_basis", torch.zeros(exp_dim, num_mouth_vertices * 3))
 
     # -- the model -------------------------------------------------------------------------------

@@ -351,7 +351,7 @@ def _add_eval_a2e(commands) -> None:
     parser = commands.add_parser(
         "eval-a2e", help="evaluate an audio-to-expression model on held-out demo-corpus utterances",
         description="Mouth-vertex RMSE, bilabial closure, audio-visual offset and jitter in silence "
-                    "(EVALUATION.md) over a split of the demo corpus; prints a table and writes JSON.")
+                    "(docs/EVALUATION.md) over a split of the demo corpus; prints a table and writes JSON.")
     parser.add_argument("model", help="model folder or Hub id (from_pretrained)")
     parser.add_argument("--shards", required=True, help="folder of preprocessed shards of the corpus")
     parser.add_argument("--corpus", required=True, help="demo corpus folder (with corpus.json)")

@@ -1,4 +1,4 @@
-"""MemFacePipeline: speech audio + a speaker memory → a talking video (inference only, DESIGN §5).
+"""MemFacePipeline: speech audio + a speaker memory → a talking video (inference only, docs/DESIGN.md §5).
 
 Audio → front end → a2e (implicit memory) → mouth vertices → projected mouth on the speaker's
 template frames (looped back and forth to cover the audio) → renderer with the speaker's explicit

@@ -18,7 +18,7 @@ trained on many people, a renderer must not paint the skin it saw most. So
 * at generation, the prediction's mean colour in the feathered band where it meets the template
   frame is matched to the frame's (a per-image offset, ``match_seam``), so no box or seam shows.
 
-Ablations (EVALUATION.md): ``memory="explicit"`` (MemFace), ``"none"``, ``"implicit"`` (learned
+Ablations (docs/EVALUATION.md): ``memory="explicit"`` (MemFace), ``"none"``, ``"implicit"`` (learned
 slots of the same count, read by the same query).
 """
 

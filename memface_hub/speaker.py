@@ -6,7 +6,7 @@ are as dissimilar as possible. Keys are the entries' canonical mouth vertices, v
 aligned mouth patches (uint8). The speaker's neutral mouth, the template video and its
 per-frame poses and crop transforms travel with it, for generation.
 
-Folder layout (DESIGN.md §6), all validated on load; only JSON and safetensors are parsed:
+Folder layout (docs/DESIGN.md §6), all validated on load; only JSON and safetensors are parsed:
 
     speaker.json          format, version, fps, crop layout, patch box, N, source hash, landmarker
     memory.safetensors    keys (N, V, 3) float32, values (N, 3, H, W) uint8, neutral (V, 3) float32,
@@ -14,7 +14,7 @@ Folder layout (DESIGN.md §6), all validated on load; only JSON and safetensors 
     tracks.safetensors    poses (T, 13) float32, crop_affines (T, 2, 3) float32
     template.mp4          the speaker's video at 25 fps (the frames generation paints into)
 
-On the Hub a speaker memory is its own repo (DESIGN.md §6): the folder above plus a ``README.md`` card
+On the Hub a speaker memory is its own repo (docs/DESIGN.md §6): the folder above plus a ``README.md`` card
 (``push_to_hub``), tagged ``memface-speaker`` (``list_speakers``); ``from_pretrained`` also takes a repo id
 and refuses repos holding pickle files before downloading anything.
 """
@@ -301,7 +301,7 @@ class SpeakerMemory:
         return str(url)
 
     def _card(self, repo_id: str, license: str, consent: str, base_model: str | None, source_description: str) -> str:
-        """The README.md: YAML front matter (DESIGN.md §6) and the filled-in ``model_cards/speaker_card.md``."""
+        """The README.md: YAML front matter (docs/DESIGN.md §6) and the filled-in ``model_cards/speaker_card.md``."""
         from huggingface_hub import ModelCardData
 
         from .cards import render_card

@@ -2,7 +2,7 @@
 
     python scripts/real_people_eval.py ../shared/real_clips --renderer runs/renderer_real/best
 
-Protocol (EVALUATION.md of the design notes, "Real people"): for each test person of the people
+Protocol (docs/EVALUATION.md of the design notes, "Real people"): for each test person of the people
 file (default: the committed ``memface_hub/data/real_people.json``) with a real clip that has
 speech, the clip is cut at ``c = min(15 s, 0.7 × length)``; the part before ``c`` is the
 adaptation video (``adapt_speaker``: memory only, and again with a 60 s renderer fine-tune), the

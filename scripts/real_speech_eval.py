@@ -11,10 +11,10 @@ the frames after ``c = min(15 s, 0.7 × length)`` — the frames the renderer's 
 every frame). The model predicts expressions from the audio, the clip's own neutral mouth turns them
 into mouth vertices, and their mouth opening (inner-lip gap, landmarks 13/14, canonical units) is
 correlated with the real speaker's tracked lip gap ``|p13 − p14| / |p10 − p152|`` (image pixels,
-EVALUATION.md "Real people"): Pearson at lag 0, and the best lag in [−5, 5] frames. The loudness
+docs/EVALUATION.md "Real people"): Pearson at lag 0, and the best lag in [−5, 5] frames. The loudness
 baseline correlates the log RMS loudness of the same audio with the same lips.
 
-GRID clips (``grid_*``) also get the bilabial closure of EVALUATION.md on their whole utterance: the
+GRID clips (``grid_*``) also get the bilabial closure of docs/EVALUATION.md on their whole utterance: the
 words come from the clip id, pocketsphinx forced alignment gives the m/b/p and open-vowel centres,
 ``τ = 0.25 × median`` real tracked opening (canonical units) at the open-vowel centres; a bilabial is
 closed when the predicted opening is ``≤ τ``. The real lips' own rate under the same rule is given as
@@ -114,7 +114,7 @@ def predicted_opening(model: MemFaceAudioToExpression, frontend, audio: np.ndarr
 
 
 def real_lip_gaps(shard) -> np.ndarray:
-    """The real speaker's tracked lip gap per frame (EVALUATION.md), untracked frames interpolated."""
+    """The real speaker's tracked lip gap per frame (docs/EVALUATION.md), untracked frames interpolated."""
     gaps = lip_gaps(shard.landmarks)
     gaps[~shard.detected] = np.nan
     return fill_missing(gaps)
@@ -145,7 +145,7 @@ def evaluate_clip(model, frontend, shard, test_part: bool) -> dict | None:
 
 
 def grid_closure(model, frontend, shards: list) -> dict:
-    """Bilabial closure (EVALUATION.md) of GRID clips on their whole utterance, by forced alignment."""
+    """Bilabial closure (docs/EVALUATION.md) of GRID clips on their whole utterance, by forced alignment."""
     aligner = ForcedAligner(AUDIO_SAMPLE_RATE)
     clips, failures = [], []
     for shard in shards:

@@ -1,4 +1,4 @@
-"""Renderer metrics (EVALUATION.md): PSNR, SSIM, sharpness ratio, LMD, the mouth box, and the
+"""Renderer metrics (docs/EVALUATION.md): PSNR, SSIM, sharpness ratio, LMD, the mouth box, and the
 ``perceptual`` distance on the shipped ImageNet EfficientNet-Lite0 weights."""
 
 from __future__ import annotations

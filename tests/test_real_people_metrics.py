@@ -1,4 +1,4 @@
-"""Real-people metrics (EVALUATION.md "Real people"): lip correlation and lag, loudness, ΔE, mouth sharpness."""
+"""Real-people metrics (docs/EVALUATION.md "Real people"): lip correlation and lag, loudness, ΔE, mouth sharpness."""
 
 from __future__ import annotations
 

@@ -1,1 +1,1 @@
-"""Metrics and ablation protocols (definitions: EVALUATION.md of the design notes)."""
+"""Metrics and ablation protocols (definitions: docs/EVALUATION.md)."""

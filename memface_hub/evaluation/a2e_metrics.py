@@ -1,4 +1,4 @@
-"""Audio-to-expression metrics, exactly as EVALUATION.md defines them.
+"""Audio-to-expression metrics, exactly as docs/EVALUATION.md defines them.
 
 All vertex quantities are in canonical units (outer-eye-corner distance = 1); the mouth
 opening ``o_t`` is the distance between inner-lip midpoints (landmarks 13 and 14).

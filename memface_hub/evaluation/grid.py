@@ -4,7 +4,7 @@ GRID sentences follow one grammar, *command colour preposition letter digit adve
 file name spells the sentence with one character per word: ``bbaf2n`` is "bin blue at f two now".
 Knowing the words, pocketsphinx's forced alignment (its bundled en-us acoustic model and
 dictionary, offline) gives each phone's start and end, hence the m/b/p centres that the bilabial
-closure of EVALUATION.md needs on real speech, where no TTS timeline exists.
+closure of docs/EVALUATION.md needs on real speech, where no TTS timeline exists.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ ADVERBS = {"a": "again", "n": "now", "p": "please", "s": "soon"}
 GRAMMAR = (("command", COMMANDS), ("colour", COLOURS), ("preposition", PREPOSITIONS), ("letter", LETTERS),
            ("digit", DIGITS), ("adverb", ADVERBS))
 
-# The EVALUATION.md phone classes in ARPAbet (pocketsphinx's phones, no stress marks): the espeak open
+# The docs/EVALUATION.md phone classes in ARPAbet (pocketsphinx's phones, no stress marks): the espeak open
 # vowels a, aa, A, A:, A@, 0, aI, aU, V, O, O:, OI, E are AE/AA, AY, AW, AH, AO, OY and EH.
 ARPABET_BILABIALS: frozenset[str] = frozenset({"M", "B", "P"})
 ARPABET_OPEN_VOWELS: frozenset[str] = frozenset({"AA", "AE", "AH", "AO", "AW", "AY", "OY", "EH"})

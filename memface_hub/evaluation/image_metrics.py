@@ -1,4 +1,4 @@
-"""Per-frame image metrics of the renderer, exactly as EVALUATION.md defines them.
+"""Per-frame image metrics of the renderer, exactly as docs/EVALUATION.md defines them.
 
 All images are uint8 RGB ``(height, width, 3)``, normally the mouth box of an aligned S×S crop
 (:func:`mouth_box_crop`). Landmarks are the tracker's ``(478, 2|3)`` pixel coordinates in the crop.

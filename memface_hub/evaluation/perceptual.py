@@ -1,4 +1,4 @@
-"""The ``perceptual`` distance of EVALUATION.md ("Renderer and end-to-end metrics").
+"""The ``perceptual`` distance of docs/EVALUATION.md ("Renderer and end-to-end metrics").
 
 A frozen ImageNet EfficientNet-Lite0 (Tan & Le, "EfficientNet", 2019; the Lite variant of the
 official TensorFlow release: ReLU6, no squeeze-and-excitation, fixed stem and head) gives feature

@@ -1,4 +1,4 @@
-"""Renderer evaluation on held-out frames (EVALUATION.md, "Renderer and end-to-end metrics").
+"""Renderer evaluation on held-out frames (docs/EVALUATION.md, "Renderer and end-to-end metrics").
 
 The renderer is driven by the ground-truth tracked mouth vertices of each test frame (its sketch
 and memory query), with the frame itself as the template, so the figures measure rendering alone,

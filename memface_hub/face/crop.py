@@ -1,4 +1,4 @@
-"""Aligned S×S face crops and their exact inverse with feathered paste-back (DESIGN.md §3).
+"""Aligned S×S face crops and their exact inverse with feathered paste-back (docs/DESIGN.md §3).
 
 Each frame gets a 2D similarity ``A`` (2×3, frame pixels → crop pixels) that puts the
 speaker's rigid landmarks where the canonical face has them, so mouth patches line up

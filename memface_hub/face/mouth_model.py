@@ -1,4 +1,4 @@
-"""Linear mouth model: expression coefficients ↔ canonical mouth vertices (DESIGN.md §3).
+"""Linear mouth model: expression coefficients ↔ canonical mouth vertices (docs/DESIGN.md §3).
 
 ``verts(e) = neutral + B · e`` where ``B`` holds orthonormal principal directions of
 mouth-vertex deltas from each speaker's neutral mouth. The PCA is *uncentred*, so ``e = 0``

@@ -1,7 +1,7 @@
 """The renderer's "projected face image": predicted mouth vertices drawn into the crop.
 
 Canonical mouth vertices are placed with a frame's pose, mapped into its aligned crop, and
-drawn as filled lips, the dark mouth opening, lip contours and the jaw line (DESIGN.md §3).
+drawn as filled lips, the dark mouth opening, lip contours and the jaw line (docs/DESIGN.md §3).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Each item is a ground-truth aligned crop (the target), the sketch of its own tracked mouth
 vertices (the "projected face"), those vertices (the memory query) and the leakage mask: a
-frame never reads the memory entry of its own frame or of the ±2 frames around it (DESIGN §5).
+frame never reads the memory entry of its own frame or of the ±2 frames around it (docs/DESIGN.md §5).
 
 :class:`RendererFrames` holds one person; :class:`PeopleFrames` holds many, each with the memory
 bank built from that person's own frames (Alg. 1), and draws **person-balanced batches**: every
