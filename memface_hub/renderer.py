@@ -10,9 +10,10 @@ are placed at the mouth box of the bottleneck and concatenated with the encoder 
 Identity comes from the inputs, not from the weights (``colour_normalise=True``, the default):
 trained on many people, a renderer must not paint the skin it saw most. So
 
-* the template is normalised by the mean and standard deviation of its own skin in a ring around
-  the mouth box (per image, per channel), and the network predicts the mouth box **in those
-  units**: ``raw = μ_ring + σ_ring · Dec(...)`` — skin tone and light are the template's;
+* the template is normalised by the mean (per channel) and standard deviation (one for all
+  channels, so no hue shift) of its own skin in the upper half of a ring around the mouth box, and
+  the network predicts the mouth box **in those units**: ``raw = μ_ring + σ_ring · Dec(...)`` —
+  skin tone and light are the template's;
 * the memory patches are normalised by the speaker memory's own statistics before ``W_v``, so
   lips, teeth and mouth shapes are read as the speaker's relative appearance;
 * at generation, the prediction's mean colour in the feathered band where it meets the template
@@ -45,12 +46,13 @@ MIN_STD = 0.02          # floor of the colour statistics' standard deviation (fl
 
 
 def colour_statistics(images: torch.Tensor, weights: torch.Tensor, dims=(2, 3)) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weighted per-channel mean and standard deviation of ``images (B, 3, H, W)`` over ``dims``
-    with ``weights`` broadcastable to them → ``(mean, std)``, each keeping the reduced dims as 1."""
+    """Weighted per-channel mean and one standard deviation shared by the channels (the root of the
+    mean channel variance, so that normalising never shifts hue) of ``images (B, 3, H, W)`` over
+    ``dims``, with ``weights`` broadcastable to them → ``(mean, std)``, keeping the reduced dims as 1."""
     total = (weights.expand_as(images) if weights.shape != images.shape else weights).sum(dims, keepdim=True)
     mean = (images * weights).sum(dims, keepdim=True) / total.clamp_min(1e-6)
     variance = (((images - mean) ** 2) * weights).sum(dims, keepdim=True) / total.clamp_min(1e-6)
-    return mean, variance.clamp_min(0).sqrt().clamp_min(MIN_STD)
+    return mean, variance.mean(dim=1, keepdim=True).clamp_min(0).sqrt().clamp_min(MIN_STD)
 
 
 @dataclass
@@ -120,14 +122,16 @@ class MemFaceRenderer(nn.Module, StrictHubMixin, library_name="memface_hub",
             feathered_mask(crop_size, self.patch_box, feather))[None, None], persistent=False)
         self.register_buffer("input_mask", (self.mouth_mask > 1e-4).float(), persistent=False)
         # Colour references (colour_normalise): the visible skin in a ring of ``ring_width`` · S
-        # around the hidden region, and the feathered band where output and template meet.
+        # around the hidden region — its upper half only (cheeks and the skin under the nose; the lower
+        # half crosses neck, collar and background) — and the feathered band where output and template meet.
         if not 0 < ring_width < 0.5:
             raise ValueError(f"ring_width must be in (0, 0.5), got {ring_width}")
         self.colour_normalise, self.ring_width = bool(colour_normalise), float(ring_width)
         ring = max(2, round(ring_width * crop_size))
         hidden = self.input_mask[0, 0].numpy().astype(np.uint8)
         grown = cv2.dilate(hidden, np.ones((2 * ring + 1, 2 * ring + 1), np.uint8))
-        self.register_buffer("ring_mask", torch.from_numpy((grown - hidden).astype(np.float32))[None, None],
+        grown[(top + bottom) // 2:] = 0
+        self.register_buffer("ring_mask", torch.from_numpy((grown.astype(np.float32) - hidden).clip(0, 1))[None, None],
                              persistent=False)
         band = self.mouth_mask * (1 - self.mouth_mask) * 4                       # peaks at weight 0.5
         self.register_buffer("seam_band", band, persistent=False)

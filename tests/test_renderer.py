@@ -145,14 +145,15 @@ def test_renderer_training_runs_under_accelerate_with_two_processes(tiny_shards,
 
 
 def test_colour_comes_from_the_inputs():
-    """With colour normalisation the renderer paints in the template's colour units: shifting and
-    scaling the colours of the template and of the memory shifts and scales the output alike
-    (the old sigmoid renderer, which painted the colours it was trained on, fails this)."""
+    """With colour normalisation the renderer paints in the template's colour units: a change of
+    brightness and of white balance (a gain, an offset per channel) applied to the template and to the
+    memory is applied alike to the output (the old sigmoid renderer, which painted the colours it was
+    trained on, fails this)."""
     torch.manual_seed(0)
     renderer = MemFaceRenderer(memory="explicit", **SMALL).eval()
     template, sketch, vertices, keys, patches = _inputs(renderer, entries=6)
     template, patches = 0.3 + 0.4 * template, 0.3 + 0.4 * patches          # room to move inside [0, 1]
-    gain, offset = torch.tensor([0.7, 1.1, 0.9]).view(1, 3, 1, 1), torch.tensor([0.05, -0.08, 0.02]).view(1, 3, 1, 1)
+    gain, offset = torch.tensor(0.8), torch.tensor([0.05, -0.08, 0.02]).view(1, 3, 1, 1)
     with torch.no_grad():
         base = renderer(template, sketch, vertices, keys, renderer.encode_memory(patches)).raw
         moved = renderer(template * gain + offset, sketch, vertices, keys,
