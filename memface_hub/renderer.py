@@ -101,7 +101,7 @@ class MemFaceRenderer(nn.Module, StrictHubMixin, library_name="memface_hub",
                  memory_dim: int = 64, value_channels: int = 64, implicit_slots: int = 300,
                  memory_top_k: int | None = None, feather: int = 6,
                  num_mouth_vertices: int = len(MOUTH_VERTICES), crop_layout: dict | None = None,
-                 colour_normalise: bool = True, ring_width: float = 0.08):
+                 colour_normalise: bool = True, ring_width: float = 0.08, memory_image: bool = True):
         super().__init__()
         if memory not in RENDERER_MEMORY_KINDS:
             raise ValueError(f"memory must be one of {RENDERER_MEMORY_KINDS}, got {memory!r}")
@@ -136,9 +136,10 @@ class MemFaceRenderer(nn.Module, StrictHubMixin, library_name="memface_hub",
         band = self.mouth_mask * (1 - self.mouth_mask) * 4                       # peaks at weight 0.5
         self.register_buffer("seam_band", band, persistent=False)
 
-        # encoder (7 input channels: masked template, sketch, mask)
+        # encoder (7 input channels: masked template, sketch, mask; + 3 with the retrieved mouth image)
+        self.memory_image = bool(memory_image) and memory == "explicit"
         widths = [base_channels * 2 ** min(level, 3) for level in range(depth + 1)]
-        self.stem = conv_block(7, widths[0])
+        self.stem = conv_block(10 if self.memory_image else 7, widths[0])
         self.down = nn.ModuleList(conv_block(widths[i], widths[i + 1], stride=2) for i in range(depth))
         # memory (eq. 5)
         query_dim = num_mouth_vertices * 3
@@ -157,24 +158,37 @@ class MemFaceRenderer(nn.Module, StrictHubMixin, library_name="memface_hub",
         self.out = nn.Conv2d(widths[0], 3, 1)
 
     # -- inputs ----------------------------------------------------------------------------------
-    def masked_input(self, template: torch.Tensor, sketch: torch.Tensor) -> torch.Tensor:
-        """``(B, 7, S, S)``: template with the mouth box removed, the sketch, the mask."""
+    def masked_input(self, template: torch.Tensor, sketch: torch.Tensor,
+                     retrieved: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, 7, S, S)``: template with the mouth box removed, the sketch, the mask; ``(B, 10, S, S)``
+        with ``memory_image``: plus the retrieved mouth ``(B, 3, h, w)`` placed in the mouth box."""
         mask = self.input_mask.expand(template.shape[0], 1, -1, -1)
-        return torch.cat([template * (1 - mask), sketch, mask], dim=1)
+        parts = [template * (1 - mask), sketch, mask]
+        if self.memory_image:
+            canvas = template.new_zeros(template.shape)
+            if retrieved is not None:
+                top, bottom, left, right = self.patch_box
+                canvas[:, :, top:bottom, left:right] = retrieved
+            parts.append(canvas)
+        return torch.cat(parts, dim=1)
 
     def ring_statistics(self, template: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and std ``(B, 3, 1, 1)`` of the template's skin in the ring around the mouth box."""
         return colour_statistics(template, self.ring_mask.to(template.dtype))
 
+    def normalise_patches(self, patches: torch.Tensor) -> torch.Tensor:
+        """Speaker patches ``(N, 3, h, w)`` in [0, 1] → the same in the memory's own colour units (with
+        ``colour_normalise``: minus the memory's per-channel mean, over its standard deviation)."""
+        if not self.colour_normalise:
+            return patches
+        mean, std = colour_statistics(patches, patches.new_ones(()), dims=(0, 2, 3))
+        return (patches - mean) / std
+
     def encode_memory(self, patches: torch.Tensor) -> torch.Tensor:
-        """Speaker patches ``(N, 3, h, w)`` in [0, 1] → memory values ``(N, C, hb, wb)`` (cache per speaker).
-        With ``colour_normalise`` the patches are first normalised by their own per-channel statistics."""
+        """Speaker patches ``(N, 3, h, w)`` in [0, 1] → memory values ``(N, C, hb, wb)`` (cache per speaker)."""
         if self.memory_kind != "explicit":
             raise ValueError("encode_memory needs memory='explicit'")
-        if self.colour_normalise:
-            mean, std = colour_statistics(patches, patches.new_ones(()), dims=(0, 2, 3))
-            patches = (patches - mean) / std
-        return self.patch_encoder(patches)
+        return self.patch_encoder(self.normalise_patches(patches))
 
     def memory_inputs(self, keys: torch.Tensor, patches: torch.Tensor,
                       exclude: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -183,7 +197,10 @@ class MemFaceRenderer(nn.Module, StrictHubMixin, library_name="memface_hub",
         explicit memory."""
         if self.memory_kind != "explicit":
             return {}
-        return {"memory_keys": keys, "memory_values": self.encode_memory(patches), "exclude": exclude}
+        inputs = {"memory_keys": keys, "memory_values": self.encode_memory(patches), "exclude": exclude}
+        if self.memory_image:
+            inputs["memory_patches"] = self.normalise_patches(patches)
+        return inputs
 
     @torch.no_grad()
     def speaker_memory_inputs(self, keys: np.ndarray | torch.Tensor, values: np.ndarray | torch.Tensor
@@ -200,47 +217,59 @@ class MemFaceRenderer(nn.Module, StrictHubMixin, library_name="memface_hub",
         if patches.shape[-2:] != (bottom - top, right - left):
             patches = F.interpolate(patches, size=(bottom - top, right - left), mode="bilinear",
                                     align_corners=False, antialias=True)
-        return {"memory_keys": keys, "memory_values": self.encode_memory(patches.to(dtype))}
+        inputs = self.memory_inputs(keys, patches.to(dtype))
+        inputs.pop("exclude")
+        return inputs
 
     # -- the model -------------------------------------------------------------------------------
     def forward(self, template: torch.Tensor, sketch: torch.Tensor, vertices: torch.Tensor,
                 memory_keys: torch.Tensor | None = None, memory_values: torch.Tensor | None = None,
-                exclude: torch.Tensor | None = None, match_seam: bool = False) -> RendererOutput:
+                exclude: torch.Tensor | None = None, match_seam: bool = False,
+                memory_patches: torch.Tensor | None = None) -> RendererOutput:
         """template, sketch ``(B, 3, S, S)`` in [0, 1]; vertices ``(B, V, 3)`` predicted mouth
         vertices (the query); memory_keys ``(N, V, 3)`` and memory_values ``(N, C, hb, wb)``
-        (from :meth:`encode_memory`) for the explicit memory; exclude ``(B, N)`` entries a frame
-        must not read (its own frame ±2 during training: the leakage rule). ``match_seam`` (for
+        (from :meth:`encode_memory`) for the explicit memory, and with ``memory_image`` its patches
+        ``(N, 3, h, w)`` (from :meth:`normalise_patches`: the attention-weighted patch is given to
+        the encoder at full resolution, so the mouth's detail need not pass the bottleneck); exclude
+        ``(B, N)`` entries a frame must not read (its own frame ±2 during training: the leakage
+        rule); use :meth:`memory_inputs` / :meth:`speaker_memory_inputs` to make them. ``match_seam`` (for
         generation, where the template is another frame, never in training, where it is the target)
         shifts the output's mean colour to the template's in the band where they are blended."""
-        # 1. encode the masked template (in its ring's colour units) and the projected mouth
-        if self.colour_normalise:
-            ring_mean, ring_std = self.ring_statistics(template)                 # (B, 3, 1, 1) each
-            features = [self.stem(self.masked_input((template - ring_mean) / ring_std, sketch))]
-        else:
-            features = [self.stem(self.masked_input(template, sketch))]
-        for block in self.down:
-            features.append(block(features[-1]))
-        bottleneck = features.pop()                                               # (B, C_b, S/2^d, S/2^d)
-        # 2. read the memory with the predicted vertices and place it at the mouth box
-        attention = None
+        # 1. read the memory with the predicted vertices (the query needs nothing else)
+        attention, retrieved = None, None
         query = vertices.flatten(1)[:, None]                                      # (B, 1, V*3)
         if self.memory_kind == "explicit":
             if memory_keys is None or memory_values is None:
                 raise ValueError("the explicit-memory renderer needs memory_keys and memory_values")
+            if self.memory_image and memory_patches is None:
+                raise ValueError("this renderer reads memory_patches too: pass renderer.memory_inputs(...)")
             read = self.reader(query, memory_keys.flatten(1), memory_values,
                                None if exclude is None else exclude[:, None])
             patch_features, attention = read.read[:, 0], read.attention[:, 0]    # (B, C, hb, wb), (B, N)
+            if self.memory_image:                                                  # (B, 3, h, w)
+                retrieved = (attention.to(memory_patches.dtype) @ memory_patches.flatten(1)).view(
+                    -1, *memory_patches.shape[1:])
         elif self.memory_kind == "implicit":
             read = self.implicit_memory(query)
             patch_features = read.read[:, 0].unflatten(-1, (self.value_channels, *self.box_size))
             attention = read.attention[:, 0]
+        # 2. encode the masked template (in its ring's colour units), the projected mouth, the retrieved one
+        if self.colour_normalise:
+            ring_mean, ring_std = self.ring_statistics(template)                 # (B, 3, 1, 1), (B, 1, 1, 1)
+            features = [self.stem(self.masked_input((template - ring_mean) / ring_std, sketch, retrieved))]
+        else:
+            features = [self.stem(self.masked_input(template, sketch, retrieved))]
+        for block in self.down:
+            features.append(block(features[-1]))
+        bottleneck = features.pop()                                               # (B, C_b, S/2^d, S/2^d)
+        # 3. place the memory read at the mouth box of the bottleneck: Enc(x) ⊕ read(verts)
         if self.memory_kind != "none":
             canvas = bottleneck.new_zeros(bottleneck.shape[0], self.value_channels, *bottleneck.shape[2:])
             top, bottom, left, right = self.bottleneck_box
             canvas[:, :, top:bottom, left:right] = patch_features
-            bottleneck = torch.cat([bottleneck, canvas], dim=1)                   # Enc(x) ⊕ read(verts)
+            bottleneck = torch.cat([bottleneck, canvas], dim=1)
         hidden = self.fuse(bottleneck)
-        # 3. decode with skip connections
+        # 4. decode with skip connections
         for block in self.up:
             skip = features.pop()
             hidden = F.interpolate(hidden, size=skip.shape[2:], mode="bilinear", align_corners=False)
@@ -249,12 +278,12 @@ class MemFaceRenderer(nn.Module, StrictHubMixin, library_name="memface_hub",
             raw = ring_mean + ring_std * self.out(hidden)                            # (B, 3, S, S)
         else:
             raw = torch.sigmoid(self.out(hidden))
-        # 4. at generation: match the mean colour where output and template meet (no seam)
+        # 5. at generation: match the mean colour where output and template meet (no seam)
         if match_seam:
             band = self.seam_band.to(raw.dtype)
             raw = raw + ((template - raw) * band).sum((2, 3), keepdim=True) / band.sum().clamp_min(1e-6)
         raw = raw.clamp(0, 1)
-        # 5. composite: only the mouth box changes
+        # 6. composite: only the mouth box changes
         mask = self.mouth_mask
         return RendererOutput(template * (1 - mask) + raw * mask, raw, attention)
 

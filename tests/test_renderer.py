@@ -31,7 +31,7 @@ def test_output_changes_only_the_mouth_box(memory):
     template, sketch, vertices, keys, patches = _inputs(renderer)
     kwargs = {}
     if memory == "explicit":
-        kwargs = dict(memory_keys=keys, memory_values=renderer.encode_memory(patches))
+        kwargs = renderer.memory_inputs(keys, patches)
     output = renderer(template, sketch, vertices, **kwargs)
     assert output.image.shape == template.shape and output.raw.shape == template.shape
     outside = (renderer.mouth_mask == 0).expand_as(template)
@@ -60,20 +60,26 @@ def test_explicit_memory_read_follows_the_query_and_respects_exclusion():
     torch.manual_seed(0)
     renderer = MemFaceRenderer(memory="explicit", **SMALL).eval()
     template, sketch, _, keys, patches = _inputs(renderer, batch=1)
-    values = renderer.encode_memory(patches)
+    memory = renderer.memory_inputs(keys, patches)
+    memory.pop("exclude")
     # Sharpen the attention so the nearest key wins: query = key 3.
     with torch.no_grad():
         renderer.reader.query_proj.weight.copy_(torch.eye(16, 306) * 50)
         renderer.reader.key_proj.weight.copy_(torch.eye(16, 306) * 50)
-    output = renderer(template, sketch, keys[3:4], memory_keys=keys, memory_values=values)
+    output = renderer(template, sketch, keys[3:4], **memory)
     assert output.memory_attention.argmax(-1).item() == 3
     exclude = torch.zeros(1, 10, dtype=torch.bool)
     exclude[0, 2:5] = True  # the leakage rule: a frame never reads its own entry or ±2 neighbours
-    excluded = renderer(template, sketch, keys[3:4], memory_keys=keys, memory_values=values, exclude=exclude)
+    excluded = renderer(template, sketch, keys[3:4], **memory, exclude=exclude)
     assert excluded.memory_attention[0, 2:5].sum().item() == 0
-    other = renderer(template, sketch, keys[3:4], memory_keys=keys, memory_values=renderer.encode_memory(
-        torch.rand_like(patches)))
-    assert not torch.allclose(other.raw, output.raw)  # the retrieved patches matter
+    other_patches = torch.rand_like(patches)
+    other = renderer(template, sketch, keys[3:4], **{**memory, "memory_values": renderer.encode_memory(other_patches)})
+    assert not torch.allclose(other.raw, output.raw)  # the encoded memory values matter
+    retrieved = renderer(template, sketch, keys[3:4], **{**memory,
+                                                          "memory_patches": renderer.normalise_patches(other_patches)})
+    assert not torch.allclose(retrieved.raw, output.raw)  # and so does the retrieved mouth image
+    with pytest.raises(ValueError, match="memory_patches"):
+        renderer(template, sketch, keys[3:4], memory_keys=keys, memory_values=memory["memory_values"])
     with pytest.raises(ValueError, match="needs memory_keys"):
         renderer(template, sketch, keys[3:4])
 
@@ -84,8 +90,8 @@ def test_strict_round_trip(tmp_path):
     loaded = MemFaceRenderer.from_pretrained(tmp_path / "r")
     template, sketch, vertices, keys, patches = _inputs(renderer)
     torch.testing.assert_close(
-        loaded(template, sketch, vertices, keys, loaded.encode_memory(patches)).image,
-        renderer(template, sketch, vertices, keys, renderer.encode_memory(patches)).image)
+        loaded(template, sketch, vertices, **loaded.memory_inputs(keys, patches)).image,
+        renderer(template, sketch, vertices, **renderer.memory_inputs(keys, patches)).image)
     with pytest.raises(MemFaceInputError, match="missing keys"):
         MemFaceRenderer.from_pretrained(tmp_path / "r", memory="none", **{k: v for k, v in SMALL.items()})
 
@@ -155,16 +161,16 @@ def test_colour_comes_from_the_inputs():
     template, patches = 0.3 + 0.4 * template, 0.3 + 0.4 * patches          # room to move inside [0, 1]
     gain, offset = torch.tensor(0.8), torch.tensor([0.05, -0.08, 0.02]).view(1, 3, 1, 1)
     with torch.no_grad():
-        base = renderer(template, sketch, vertices, keys, renderer.encode_memory(patches)).raw
-        moved = renderer(template * gain + offset, sketch, vertices, keys,
-                         renderer.encode_memory(patches * gain + offset)).raw
+        base = renderer(template, sketch, vertices, **renderer.memory_inputs(keys, patches)).raw
+        moved = renderer(template * gain + offset, sketch, vertices,
+                         **renderer.memory_inputs(keys, patches * gain + offset)).raw
     inside = (base > 0.01) & (base < 0.99) & (moved > 0.01) & (moved < 0.99)
     assert inside.float().mean() > 0.9
     torch.testing.assert_close(moved[inside], (base * gain + offset).expand_as(base)[inside], atol=1e-4, rtol=1e-4)
     plain = MemFaceRenderer(memory="explicit", colour_normalise=False, **SMALL).eval()
     with torch.no_grad():
-        base = plain(template, sketch, vertices, keys, plain.encode_memory(patches)).raw
-        moved = plain(template * gain + offset, sketch, vertices, keys, plain.encode_memory(patches * gain + offset)).raw
+        base = plain(template, sketch, vertices, **plain.memory_inputs(keys, patches)).raw
+        moved = plain(template * gain + offset, sketch, vertices, **plain.memory_inputs(keys, patches * gain + offset)).raw
     assert not torch.allclose(moved, base * gain + offset, atol=1e-2)
 
 

@@ -119,10 +119,18 @@ def person_weights(frames: PeopleFrames, splits: str | None, synthetic_weight: f
 
 def warm_start(renderer: MemFaceRenderer, folder: str | Path) -> None:
     """Copy the weights of the renderer in ``folder`` whose names and shapes match (the ablation's
-    variants differ only in their memory layers); the others keep their initialisation, and are logged."""
+    variants differ only in their memory layers); a convolution that gained input channels keeps the
+    old ones and gets zeros for the new, so the warm-started network computes what the old one did;
+    the others keep their initialisation, and are logged."""
     source = MemFaceRenderer.from_pretrained(folder).state_dict()
     state = renderer.state_dict()
     matched = {name: value for name, value in source.items() if name in state and state[name].shape == value.shape}
+    for name, value in source.items():      # a conv with more input channels (the retrieved mouth): zeros for them
+        target = state.get(name)
+        if (name not in matched and target is not None and value.dim() == 4 and target.shape[0] == value.shape[0]
+                and target.shape[2:] == value.shape[2:] and target.shape[1] > value.shape[1]):
+            matched[name] = torch.cat([value, value.new_zeros(target.shape[0], target.shape[1] - value.shape[1],
+                                                              *value.shape[2:])], dim=1)
     renderer.load_state_dict({**state, **matched})
     fresh = sorted(set(state) - set(matched))
     if fresh:
