@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import json
 import logging
 import sys
@@ -21,6 +22,28 @@ from pathlib import Path
 from .errors import MemFaceInputError
 
 logger = logging.getLogger("memface_hub.cli")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer ≥ 1 (a count or a budget)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (seconds, a rate); ``nan`` and ``inf`` are refused."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text}")
+    return value
 
 
 def _add_preprocess(commands) -> None:
@@ -32,11 +55,11 @@ def _add_preprocess(commands) -> None:
                     "`accelerate launch` every process takes its own share of the clip list.")
     parser.add_argument("videos", nargs="+", help="video files (any container ffmpeg reads)")
     parser.add_argument("--out", required=True, help="folder that receives one shard folder per clip")
-    parser.add_argument("--workers", type=int, default=1, help="parallel worker processes (default: 1)")
-    parser.add_argument("--crop-size", type=int, default=256, help="side of the aligned face crop in pixels (default: 256)")
+    parser.add_argument("--workers", type=positive_int, default=1, help="parallel worker processes (default: 1)")
+    parser.add_argument("--crop-size", type=positive_int, default=256, help="side of the aligned face crop in pixels (default: 256)")
     parser.add_argument("--allow-silent", action="store_true",
                         help="accept videos without an audio stream (e.g. for speaker memories only)")
-    parser.add_argument("--max-seconds", type=float, default=None, help="refuse clips longer than this")
+    parser.add_argument("--max-seconds", type=positive_float, default=None, help="refuse clips longer than this")
     parser.set_defaults(handler=_run_preprocess)
 
 
@@ -64,12 +87,12 @@ def _add_demo_data(commands) -> None:
                     "mp4 clips with audio plus a timeline JSON each, split by sentence into train/val/test "
                     "(listed in corpus.json). Resumable; deterministic for a seed.")
     parser.add_argument("--out", required=True, help="corpus folder")
-    parser.add_argument("--minutes", type=float, default=20.0, help="approximate total length (default: 20)")
+    parser.add_argument("--minutes", type=positive_float, default=20.0, help="approximate total length (default: 20)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--photo", default=None, help="face photo to animate (default: skimage's astronaut)")
     parser.add_argument("--voices", default=None,
                         help="comma-separated espeak-ng voices (default: en-us,en-us+f3,en-gb,en-us+m3)")
-    parser.add_argument("--workers", type=int, default=1, help="parallel worker processes (default: 1)")
+    parser.add_argument("--workers", type=positive_int, default=1, help="parallel worker processes (default: 1)")
     parser.set_defaults(handler=_run_demo_data)
 
 
@@ -95,10 +118,10 @@ def _add_build_corpus(commands) -> None:
     parser.add_argument("--real", default=None, help="folder of real clips (e.g. ../shared/real_clips)")
     parser.add_argument("--portraits", default=None, help="folder of face photos (e.g. ../shared/portraits)")
     parser.add_argument("--people", default=None, help="people file: who is in which clip, and the split")
-    parser.add_argument("--synthetic-minutes", type=float, default=0.5,
+    parser.add_argument("--synthetic-minutes", type=positive_float, default=0.5,
                         help="minutes of synthetic speech per face photo (default: 0.5)")
     parser.add_argument("--no-astronaut", action="store_true", help="leave out skimage's astronaut photo")
-    parser.add_argument("--workers", type=int, default=1, help="parallel worker processes (default: 1)")
+    parser.add_argument("--workers", type=positive_int, default=1, help="parallel worker processes (default: 1)")
     parser.set_defaults(handler=_run_build_corpus)
 
 
@@ -123,7 +146,7 @@ def _add_fit_mouth_model(commands) -> None:
                     "verts(e) = neutral + B e.")
     parser.add_argument("shards", help="folder of shard folders (the --out of preprocess)")
     parser.add_argument("--out", required=True, help="output .safetensors file")
-    parser.add_argument("--components", type=int, default=16, help="number of components (default: 16)")
+    parser.add_argument("--components", type=positive_int, default=16, help="number of components (default: 16)")
     parser.set_defaults(handler=_run_fit_mouth_model)
 
 
@@ -197,7 +220,7 @@ def _add_generate(commands) -> None:
     parser.add_argument("--voice", default="en-us", help="espeak-ng voice for --text (default: en-us)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, mps (default: cpu)")
-    parser.add_argument("--max-seconds", type=float, default=900.0,
+    parser.add_argument("--max-seconds", type=positive_float, default=900.0,
                         help="refuse audio longer than this many seconds (default: 900)")
     parser.set_defaults(handler=_run_generate)
 
@@ -208,6 +231,8 @@ def _run_generate(args) -> int:
     out = Path(args.out)
     if out.suffix.lower() != ".mp4":
         raise MemFaceInputError(out, "the output must be an .mp4 file")
+    if args.audio is not None and out.resolve() == Path(args.audio).resolve():
+        raise MemFaceInputError(out, "is also the input audio; choose another output file")
     pipe = MemFacePipeline.from_pretrained(args.model, device=args.device, max_audio_seconds=args.max_seconds)
     audio = pipe.speak(args.text, voice=args.voice) if args.text is not None else args.audio
     speaker = load_speaker(args.speaker)
@@ -319,14 +344,14 @@ def _add_train_a2e(commands) -> None:
                         help="Hub id or local path of the wav2vec2/deepspeech checkpoint")
     parser.add_argument("--memory", default="implicit", choices=["implicit", "none", "explicit"],
                         help="memory variant (the paper's ablation)")
-    parser.add_argument("--memory-slots", type=int, default=1000, help="memory size M (default: 1000)")
-    parser.add_argument("--memory-dim", type=int, default=64, help="memory slot width (default: 64)")
-    parser.add_argument("--epochs", type=int, default=30, help="training epochs (default: 30)")
-    parser.add_argument("--batch-size", type=int, default=16, help="windows per batch and process (default: 16)")
-    parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default: 1e-3)")
-    parser.add_argument("--window", type=int, default=64, help="training window in frames (default: 64)")
-    parser.add_argument("--d-model", type=int, default=128, help="transformer width (default: 128)")
-    parser.add_argument("--layers", type=int, default=2, help="encoder and decoder layers each (default: 2)")
+    parser.add_argument("--memory-slots", type=positive_int, default=1000, help="memory size M (default: 1000)")
+    parser.add_argument("--memory-dim", type=positive_int, default=64, help="memory slot width (default: 64)")
+    parser.add_argument("--epochs", type=positive_int, default=30, help="training epochs (default: 30)")
+    parser.add_argument("--batch-size", type=positive_int, default=16, help="windows per batch and process (default: 16)")
+    parser.add_argument("--lr", type=positive_float, default=1e-3, help="peak learning rate (default: 1e-3)")
+    parser.add_argument("--window", type=positive_int, default=64, help="training window in frames (default: 64)")
+    parser.add_argument("--d-model", type=positive_int, default=128, help="transformer width (default: 128)")
+    parser.add_argument("--layers", type=positive_int, default=2, help="encoder and decoder layers each (default: 2)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint")
     parser.set_defaults(handler=_run_train_a2e)
@@ -388,14 +413,14 @@ def _add_train_renderer(commands) -> None:
     parser.add_argument("--splits", default=None, help="JSON with {'splits': {'train': [...], 'val': [...]}}")
     parser.add_argument("--memory", default="explicit", choices=["explicit", "none", "implicit"],
                         help="memory variant (the paper's ablation)")
-    parser.add_argument("--crop-size", type=int, default=128, help="training crop size (default: 128)")
-    parser.add_argument("--entries", type=int, default=300, help="memory entries N (default: 300)")
-    parser.add_argument("--frame-step", type=int, default=2, help="use every n-th frame (default: 2)")
-    parser.add_argument("--epochs", type=int, default=10, help="training epochs (default: 10)")
-    parser.add_argument("--max-steps", type=int, default=None,
+    parser.add_argument("--crop-size", type=positive_int, default=128, help="training crop size (default: 128)")
+    parser.add_argument("--entries", type=positive_int, default=300, help="memory entries N (default: 300)")
+    parser.add_argument("--frame-step", type=positive_int, default=2, help="use every n-th frame (default: 2)")
+    parser.add_argument("--epochs", type=positive_int, default=10, help="training epochs (default: 10)")
+    parser.add_argument("--max-steps", type=positive_int, default=None,
                         help="stop after this many batches, even mid-epoch (default: no limit)")
-    parser.add_argument("--batch-size", type=int, default=8, help="images per batch and process (default: 8)")
-    parser.add_argument("--learning-rate", type=float, default=2e-4, help="Adam learning rate (default: 2e-4)")
+    parser.add_argument("--batch-size", type=positive_int, default=8, help="images per batch and process (default: 8)")
+    parser.add_argument("--learning-rate", type=positive_float, default=2e-4, help="Adam learning rate (default: 2e-4)")
     parser.add_argument("--perceptual-weight", type=float, default=0.1, help="λ_p of eq. 6 (default: 0.1)")
     parser.add_argument("--memory-subset", type=int, default=96,
                         help="memory entries read per training step, 0 for all (default: 96)")
@@ -430,16 +455,19 @@ def _add_adapt(commands) -> None:
     parser.add_argument("video", help="15-60 s video of one person (only footage of people who agreed to it)")
     parser.add_argument("--out", required=True, help="speaker-memory folder to write")
     parser.add_argument("--name", default=None, help="speaker name stored in speaker.json (default: file name)")
-    parser.add_argument("--entries", type=int, default=300, help="memory entries N (default: 300)")
+    parser.add_argument("--entries", type=positive_int, default=300, help="memory entries N (default: 300)")
     parser.add_argument("--renderer", default=None, help="renderer folder or Hub id to fine-tune (optional)")
-    parser.add_argument("--finetune-steps", type=int, default=None, help="fine-tuning step budget")
-    parser.add_argument("--finetune-seconds", type=float, default=None, help="fine-tuning time budget")
-    parser.add_argument("--max-seconds", type=float, default=60.0, help="refuse longer videos (default: 60)")
+    parser.add_argument("--finetune-steps", type=positive_int, default=None, help="fine-tuning step budget")
+    parser.add_argument("--finetune-seconds", type=positive_float, default=None, help="fine-tuning time budget")
+    parser.add_argument("--max-seconds", type=positive_float, default=60.0, help="refuse longer videos (default: 60)")
     parser.set_defaults(handler=_run_adapt)
 
 
 def _run_adapt(args) -> int:
     from .training.adapt import adapt_speaker
+
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise MemFaceInputError(args.out, "is a file; --out must be a folder for the speaker memory")
 
     result = adapt_speaker(args.video, args.out, name=args.name, entries=args.entries, renderer=args.renderer,
                            finetune_steps=args.finetune_steps, finetune_seconds=args.finetune_seconds,

@@ -50,6 +50,8 @@ TRACKS_FILE = "tracks.safetensors"
 TEMPLATE_FILE = "template.mp4"
 MAX_ENTRIES = 4096
 MAX_TEMPLATE_FRAMES = 25 * 600
+MIN_FPS, MAX_FPS = 1, 120                    # frame rates a template may claim (ffmpeg is asked for this rate)
+MIN_CROP_SIZE, MAX_CROP_SIZE = 32, 1024
 CARD_FILE = "README.md"
 DELTA_FILE = "renderer_delta.safetensors"      # optional fine-tuned renderer delta (training/adapt.py)
 HUB_FILES = [SPEAKER_FILE, MEMORY_FILE, TRACKS_FILE, TEMPLATE_FILE, DELTA_FILE, CARD_FILE]
@@ -207,6 +209,13 @@ class SpeakerMemory:
             raise MemFaceInputError(directory / SPEAKER_FILE, f"malformed field ({err})") from None
         if not (0 <= top < bottom <= layout.size and 0 <= left < right <= layout.size) or not 1 <= count <= MAX_ENTRIES:
             raise MemFaceInputError(directory / SPEAKER_FILE, "patch box or entry count out of range")
+        fps = meta.get("fps")
+        if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not MIN_FPS <= fps <= MAX_FPS:
+            raise MemFaceInputError(directory / SPEAKER_FILE, f"field 'fps' must be a number in [{MIN_FPS}, {MAX_FPS}], "
+                                    f"got {fps!r}")
+        if not MIN_CROP_SIZE <= layout.size <= MAX_CROP_SIZE:
+            raise MemFaceInputError(directory / SPEAKER_FILE, f"field 'crop_layout.size' must be in "
+                                    f"[{MIN_CROP_SIZE}, {MAX_CROP_SIZE}], got {layout.size}")
         vertices = len(MOUTH_VERTICES)
         expected = {"keys": ((count, vertices, 3), np.float32), "values": ((count, 3, bottom - top, right - left), np.uint8),
                     "neutral": ((vertices, 3), np.float32), "frame_indices": ((count,), np.int64)}

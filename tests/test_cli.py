@@ -38,3 +38,34 @@ def test_eval_a2e_with_a_bad_model_path_is_a_one_line_error(tmp_path, capsys):
                  "--corpus", str(tmp_path)])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("memface eval-a2e: error:") and "\n" not in err
+
+
+import pytest  # noqa: E402
+
+
+@pytest.mark.parametrize("argv", [
+    ["adapt", "clip.mp4", "--out", "spk", "--entries", "0"],
+    ["adapt", "clip.mp4", "--out", "spk", "--entries", "-1"],
+    ["adapt", "clip.mp4", "--out", "spk", "--finetune-steps", "-1"],
+    ["adapt", "clip.mp4", "--out", "spk", "--finetune-seconds", "nan"],
+    ["generate", "--text", "hi", "--out", "x.mp4", "--max-seconds", "nan"],
+    ["generate", "--text", "hi", "--out", "x.mp4", "--max-seconds", "inf"],
+    ["preprocess", "a.mp4", "--out", "o", "--workers", "zero"],
+])
+def test_bad_numbers_are_one_line_errors(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exit_info.value.code == 2 and "error: argument" in err and ("at least 1" in err or "finite" in err
+                                                                       or "expected" in err)
+
+
+def test_output_equal_to_the_input_is_refused(tmp_path, capsys):
+    audio = tmp_path / "speech.mp4"
+    audio.write_bytes(b"not really a video")
+    code = main(["generate", "--audio", str(audio), "--out", str(audio)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "is also the input audio" in err and audio.read_bytes() == b"not really a video"
+    (tmp_path / "file").write_text("x")
+    code = main(["adapt", str(audio), "--out", str(tmp_path / "file")])
+    assert code == 2 and "is a file" in capsys.readouterr().err

@@ -86,6 +86,11 @@ def test_contact_sheet(speaker, tmp_path):
     (lambda f: _edit_array(f, "memory.safetensors", "frame_indices", lambda v: v + 10_000), "outside the template"),
     (lambda f: (f / "memory.safetensors").write_bytes(b"\x80\x04\x95 pickle"), "not a valid safetensors"),
     (lambda f: (f / "template.mp4").unlink(), "no template.mp4"),
+    (lambda f: _edit_meta(f, fps=1e9), "field 'fps'"),           # an ffmpeg frame-rate bomb
+    (lambda f: _edit_meta(f, fps=0), "field 'fps'"),
+    (lambda f: _edit_meta(f, fps=-25), "field 'fps'"),
+    (lambda f: _edit_meta(f, fps="25"), "field 'fps'"),
+    (lambda f: _edit_meta(f, fps=True), "field 'fps'"),
 ])
 def test_malformed_folders_are_refused(speaker, tmp_path, damage, expected):
     _, folder = speaker
