@@ -218,7 +218,6 @@ def _add_generate(commands) -> None:
     parser.add_argument("--model", default=None,
                         help="pipeline folder or Hub repo id (default: the bundled demo weights)")
     parser.add_argument("--voice", default="en-us", help="espeak-ng voice for --text (default: en-us)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, mps (default: cpu)")
     parser.add_argument("--max-seconds", type=positive_float, default=900.0,
                         help="refuse audio longer than this many seconds (default: 900)")
@@ -236,7 +235,7 @@ def _run_generate(args) -> int:
     pipe = MemFacePipeline.from_pretrained(args.model, device=args.device, max_audio_seconds=args.max_seconds)
     audio = pipe.speak(args.text, voice=args.voice) if args.text is not None else args.audio
     speaker = load_speaker(args.speaker)
-    result = pipe.generate_to_file(audio, speaker, out, seed=args.seed, progress=True)
+    result = pipe.generate_to_file(audio, speaker, out, progress=True)
     logger.info("wrote %s: %d frames (%.1f s) at %.1f frames/s", out, result.num_frames,
                 result.num_frames / result.fps, result.num_frames / result.timings["total"])
     return 0

@@ -62,8 +62,13 @@ def hub_file_list(repo_id: str, revision: str | None = None, token: str | bool |
     return files
 
 
+FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+
+
 def load_state_strict(model: torch.nn.Module, path: str | os.PathLike, map_location: str = "cpu") -> None:
-    """Load ``path`` into ``model``: every tensor must exist in the model with the same shape and dtype."""
+    """Load ``path`` into ``model``: every tensor must exist in the model with the same shape and dtype;
+    a floating-point tensor saved in another float precision (a float16 or bfloat16 checkpoint) is cast to
+    the model's (checked finite after the cast)."""
     expected = model.state_dict()
     try:
         with safe_open(str(path), framework="pt", device=str(map_location)) as file:
@@ -78,6 +83,8 @@ def load_state_strict(model: torch.nn.Module, path: str | os.PathLike, map_locat
             for name in names:
                 tensor = file.get_tensor(name)
                 reference = expected[name]
+                if tensor.dtype != reference.dtype and tensor.dtype in FLOAT_DTYPES and reference.dtype in FLOAT_DTYPES:
+                    tensor = tensor.to(reference.dtype)
                 if tensor.shape != reference.shape or tensor.dtype != reference.dtype:
                     raise MemFaceInputError(path, f"tensor {name!r} is {tuple(tensor.shape)} {tensor.dtype}, "
                                             f"expected {tuple(reference.shape)} {reference.dtype}")

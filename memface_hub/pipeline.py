@@ -133,18 +133,32 @@ class MemFacePipeline:
                              f"the a2e model expects {a2e.feature_dim}")
         self.max_audio_seconds = float(max_audio_seconds)
         self.device, self.dtype = torch.device("cpu"), torch.float32
-        self._speaker_cache: dict[int, tuple[SpeakerMemory, dict, TemplateFrames]] = {}
+        self._speaker_cache: dict[int, tuple[SpeakerMemory, MemFaceRenderer, dict, TemplateFrames]] = {}
+        self._progress_bar_config: dict = {}
 
     # -- loading and saving -------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike | None = None, *, revision: str | None = None,
                         token: str | bool | None = None, cache_dir: str | os.PathLike | None = None,
-                        device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
-                        **kwargs) -> "MemFacePipeline":
-        """A pipeline folder, a Hub repo id, or (``None``) the bundled demo weights."""
+                        local_files_only: bool = False, force_download: bool = False,
+                        torch_dtype: torch.dtype | None = None, dtype: torch.dtype | None = None,
+                        device: str | torch.device = "cpu", **kwargs) -> "MemFacePipeline":
+        """A pipeline folder, a Hub repo id, or (``None``) the bundled demo weights.
+
+        The Hub keywords are those of ``huggingface_hub`` (``local_files_only`` reads the cache only,
+        ``force_download`` fetches again); ``torch_dtype`` (diffusers' name) or ``dtype`` casts the renderer
+        (``torch.float16`` / ``torch.bfloat16``; the a2e model stays float32), ``device`` places both.
+        Other keywords go to the constructor (``max_audio_seconds``).
+        """
+        if torch_dtype is not None and dtype is not None and torch_dtype != dtype:
+            raise ValueError(f"give torch_dtype or dtype, not both ({torch_dtype} vs {dtype})")
+        dtype = dtype or torch_dtype or torch.float32
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            raise ValueError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
         directory = Path(name_or_path) if name_or_path is not None else DEMO_PIPELINE
         if name_or_path is not None and not directory.is_dir():
-            directory = _download_pipeline(str(name_or_path), revision, token, cache_dir)
+            directory = _download_pipeline(str(name_or_path), revision, token, cache_dir,
+                                           local_files_only=local_files_only, force_download=force_download)
         index_path = directory / PIPELINE_INDEX
         if not index_path.is_file():
             raise MemFaceInputError(directory, f"not a memface pipeline (no {PIPELINE_INDEX})")
@@ -211,18 +225,50 @@ class MemFacePipeline:
             api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message=commit_message)
         return f"{api.endpoint}/{repo_id}"
 
-    def to(self, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> "MemFacePipeline":
-        """Move both models (CPU default; ``"cuda"``/``"mps"`` and half precision when asked)."""
-        self.device, self.dtype = torch.device(device), dtype
-        self.a2e.to(self.device)                                  # a2e stays float32: its memory softmax is small
-        self.renderer.to(self.device, dtype)
+    def to(self, *args, device: str | torch.device | None = None, dtype: torch.dtype | None = None
+           ) -> "MemFacePipeline":
+        """Move or cast the models, like ``torch.nn.Module.to`` and diffusers' pipelines: ``.to("cuda")``,
+        ``.to(torch.bfloat16)``, ``.to("cpu", torch.float16)``, ``.to(dtype=...)``; what is not given is kept.
+        The renderer takes the dtype; the a2e model stays float32 (its memory softmax is small)."""
+        for arg in args:
+            if isinstance(arg, torch.dtype):
+                if dtype is not None:
+                    raise ValueError("dtype given twice")
+                dtype = arg
+            elif isinstance(arg, (str, torch.device)):
+                if device is not None:
+                    raise ValueError("device given twice")
+                device = arg
+            else:
+                raise TypeError(f"to() takes a device and/or a dtype, got {arg!r}")
+        if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
+            raise ValueError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
+        self.device = torch.device(device) if device is not None else self.device
+        self.dtype = dtype or self.dtype
+        self.a2e.to(self.device)
+        self.renderer.to(self.device, self.dtype)
         self._speaker_cache.clear()
         return self
+
+    def set_progress_bar_config(self, **kwargs) -> None:
+        """Options for the generation progress bar (``tqdm`` keywords, e.g. ``disable=True``, ``leave=False``),
+        as in diffusers; a bar is shown by default."""
+        self._progress_bar_config = dict(kwargs)
+
+    def progress_bar_options(self, progress: bool | None) -> dict:
+        options = {"desc": "generating", "unit": "frame", **self._progress_bar_config}
+        if progress is not None:
+            options["disable"] = not progress
+        return options
 
     # -- inputs -------------------------------------------------------------------------------
     def load_waveform(self, audio: str | os.PathLike | np.ndarray | tuple[np.ndarray, int],
                       sampling_rate: int | None = None) -> np.ndarray:
-        """A path (any container ffmpeg reads), or samples with their rate → 16 kHz mono float32."""
+        """A path (any container ffmpeg reads), or samples with their rate → 16 kHz mono float32.
+        One input per call: a list of clips is refused (call the pipeline once per clip)."""
+        if isinstance(audio, list) and audio and isinstance(audio[0], (str, os.PathLike, np.ndarray, tuple, list)):
+            raise MemFaceInputError("audio", f"got a list of {len(audio)} inputs; the pipeline makes one video per "
+                                    "call, so call it once per clip")
         if isinstance(audio, (str, os.PathLike)):
             return load_audio(audio, AUDIO_SAMPLE_RATE, max_seconds=self.max_audio_seconds)
         if isinstance(audio, tuple):
@@ -267,15 +313,19 @@ class MemFacePipeline:
 
     # -- generation ---------------------------------------------------------------------------
     @torch.inference_mode()
-    def stream(self, audio, speaker: SpeakerMemory | str, sampling_rate: int | None = None, seed: int = 0,
+    def stream(self, audio, speaker: SpeakerMemory | str, sampling_rate: int | None = None,
+               generator: torch.Generator | None = None,
                chunk_size: int = 16, top_k: int = 4, timings: dict[str, float] | None = None,
-               progress: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-        """Yield chunks ``(frames (c, H, W, 3) uint8, expressions (c, K), retrievals (c, k), weights (c, k))``."""
+               progress: bool | None = None) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """Yield chunks ``(frames (c, H, W, 3) uint8, expressions (c, K), retrievals (c, k), weights (c, k))``.
+
+        Generation is deterministic (nothing is sampled today); ``generator`` is the diffusers calling
+        convention for any sampling step, never the global RNG. ``progress``: ``None`` follows
+        :meth:`set_progress_bar_config` (a bar by default), ``True``/``False`` force it on or off."""
         from tqdm.auto import tqdm
 
         timings = {} if timings is None else timings
         speaker = load_speaker(speaker)
-        torch.manual_seed(seed)
         clock = time.perf_counter()
 
         def lap(stage: str) -> None:
@@ -301,7 +351,7 @@ class MemFacePipeline:
         mask = self.renderer.mouth_mask[0, 0].float().cpu().numpy()                        # (S, S)
         box = self.renderer.patch_box
         lap("speaker")
-        bar = tqdm(total=len(vertices), disable=not progress, desc="generating", unit="frame")
+        bar = tqdm(total=len(vertices), **self.progress_bar_options(progress))
         for start in range(0, len(vertices), chunk_size):
             # 3. draw the projected mouth on the template crops
             stop = min(start + chunk_size, len(vertices))
@@ -337,12 +387,13 @@ class MemFacePipeline:
         bar.close()
 
     def __call__(self, audio, speaker: SpeakerMemory | str = "demo", sampling_rate: int | None = None,
-                 seed: int = 0, progress: bool = False) -> GenerationOutput:
+                 generator: torch.Generator | None = None, progress: bool | None = None) -> GenerationOutput:
         """Generate in memory: ``frames`` ``(T, H, W, 3)`` uint8 (use :meth:`generate_to_file` for long audio)."""
-        return self._run(audio, speaker, sampling_rate, seed, progress, sink=None)
+        return self._run(audio, speaker, sampling_rate, generator, progress, sink=None)
 
     def generate_to_file(self, audio, speaker: SpeakerMemory | str, path: str | os.PathLike,
-                         sampling_rate: int | None = None, seed: int = 0, progress: bool = False,
+                         sampling_rate: int | None = None, generator: torch.Generator | None = None,
+                         progress: bool | None = None,
                          crf: int = 18) -> GenerationOutput:
         """Stream the video into ``path`` (mp4, H.264 + AAC), atomically, labelled as synthetic."""
         path = Path(path)
@@ -352,7 +403,7 @@ class MemFacePipeline:
         writer = VideoWriter(path, fps=self.frontend.fps, audio=(waveform, AUDIO_SAMPLE_RATE), crf=crf,
                              metadata=metadata)
         try:
-            result = self._run(waveform, speaker, AUDIO_SAMPLE_RATE, seed, progress, sink=writer.write)
+            result = self._run(waveform, speaker, AUDIO_SAMPLE_RATE, generator, progress, sink=writer.write)
             started = time.perf_counter()
             writer.close()
             result.timings["encoding"] = result.timings.get("encoding", 0.0) + time.perf_counter() - started
@@ -371,13 +422,13 @@ class MemFacePipeline:
         speech = synthesize(text, voice=voice, rate=rate)
         return speech.samples, speech.sample_rate
 
-    def _run(self, audio, speaker, sampling_rate, seed, progress,
+    def _run(self, audio, speaker, sampling_rate, generator, progress,
              sink: Callable[[np.ndarray], None] | None) -> GenerationOutput:
         timings: dict[str, float] = {}
         started = time.perf_counter()
         kept, expressions, entries, weights = [], [], [], []
         for frames, chunk_expressions, chunk_entries, chunk_weights in self.stream(
-                audio, speaker, sampling_rate, seed, timings=timings, progress=progress):
+                audio, speaker, sampling_rate, generator, timings=timings, progress=progress):
             if "first_frame_s" not in timings:
                 timings["first_frame_s"] = time.perf_counter() - started
             if sink is None:
@@ -396,17 +447,19 @@ class MemFacePipeline:
                                 np.concatenate(weights), timings, np.concatenate(kept) if kept else None)
 
 
-def _download_pipeline(repo_id: str, revision: str | None, token, cache_dir) -> Path:
+def _download_pipeline(repo_id: str, revision: str | None, token, cache_dir, local_files_only: bool = False,
+                       force_download: bool = False) -> Path:
     """Fetch a pipeline repo's JSON and safetensors files (never anything else) → local folder."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
     try:
-        files = hub_file_list(repo_id, revision=revision, token=token)      # refuses pickle files
+        files = None if local_files_only else hub_file_list(repo_id, revision=revision, token=token)  # refuses pickle
         if files is not None and PIPELINE_INDEX not in files:
             raise MemFaceInputError(repo_id, f"not a memface pipeline (no {PIPELINE_INDEX} in the repo)")
         folder = snapshot_download(repo_id, revision=revision, token=token, cache_dir=cache_dir,
-                                   allow_patterns=PIPELINE_FILES, local_files_only=files is None)
+                                   allow_patterns=PIPELINE_FILES, local_files_only=files is None,
+                                   force_download=force_download and files is not None)
     except LocalEntryNotFoundError:
         raise MemFaceInputError(repo_id, "not in the local Hub cache, and the Hub is offline or unreachable") from None
     except (HfHubHTTPError, ValueError, OSError) as err:

@@ -47,7 +47,7 @@ def test_pingpong_covers_any_length():
 
 def test_generation_changes_only_the_mouth_and_is_deterministic(pipe, speaker):
     audio = (tone(1.0), 16_000)
-    result = pipe(audio, speaker, seed=3)
+    result = pipe(audio, speaker, generator=torch.Generator().manual_seed(3))
     template = read_frames(speaker.template_path)
     assert result.num_frames == 25 and result.frames.shape == (25, *template.shape[1:])
     assert result.expressions.shape == (25, 16) and result.retrievals.shape == (25, 4)
@@ -59,7 +59,7 @@ def test_generation_changes_only_the_mouth_and_is_deterministic(pipe, speaker):
     height, width = changed.shape[1:]
     # the mouth is in the lower middle of the face: the top of the frame is never touched
     assert rows.min() > height * 0.3 and columns.min() > 0 and columns.max() < width - 1
-    again = pipe(audio, speaker, seed=3)
+    again = pipe(audio, speaker, generator=torch.Generator().manual_seed(4))
     assert np.array_equal(again.frames, result.frames)
     assert set(result.timings) >= {"features", "a2e", "drawing", "renderer", "paste_back", "first_frame_s"}
 
@@ -204,3 +204,46 @@ def test_half_precision_renderer_on_request(pipe, speaker):
     reference = pipe(audio, speaker).frames.astype(int)
     result = half(audio, speaker).frames.astype(int)
     assert result.shape == reference.shape and np.abs(result - reference).mean() < 3.0
+
+
+def test_to_keeps_what_it_is_not_given(pipe):
+    moved = MemFacePipeline(pipe.a2e, copy.deepcopy(pipe.renderer))
+    moved.to(dtype=torch.bfloat16)
+    moved.to("cpu")                                             # a device alone keeps the dtype
+    assert moved.dtype == torch.bfloat16 and next(moved.renderer.parameters()).dtype == torch.bfloat16
+    moved.to(torch.float16)                                     # a dtype alone, positionally
+    assert next(moved.renderer.parameters()).dtype == torch.float16 and moved.device == torch.device("cpu")
+    assert next(moved.a2e.parameters()).dtype == torch.float32
+    with pytest.raises(ValueError):
+        moved.to(torch.int64)
+    with pytest.raises(TypeError):
+        moved.to(3)
+
+
+def test_from_pretrained_takes_the_diffusers_keywords_and_half_checkpoints(pipe, tmp_path):
+    folder = pipe.save_pretrained(tmp_path / "pipe")
+    half = MemFacePipeline.from_pretrained(folder, torch_dtype=torch.bfloat16, local_files_only=True,
+                                           force_download=False)
+    assert next(half.renderer.parameters()).dtype == torch.bfloat16
+    # a checkpoint saved in float16 loads (cast on load) into the float32 model
+    half16 = MemFacePipeline(pipe.a2e, copy.deepcopy(pipe.renderer)).to(torch.float16)
+    folder16 = half16.save_pretrained(tmp_path / "pipe16")
+    loaded = MemFacePipeline.from_pretrained(folder16)
+    reference = {k: v.float() for k, v in pipe.renderer.state_dict().items()}
+    for name, value in loaded.renderer.state_dict().items():
+        assert value.dtype == reference[name].dtype
+        torch.testing.assert_close(value, reference[name].to(torch.float16).float())
+    with pytest.raises(ValueError):
+        MemFacePipeline.from_pretrained(folder, torch_dtype=torch.float16, dtype=torch.bfloat16)
+
+
+def test_a_list_of_clips_is_refused_and_progress_is_configurable(pipe, speaker, capsys):
+    with pytest.raises(MemFaceInputError, match="list of 2 inputs"):
+        pipe([(tone(0.4), 16_000), (tone(0.4), 16_000)], speaker)
+    pipe.set_progress_bar_config(desc="talking")
+    pipe((tone(0.4), 16_000), speaker)
+    assert "talking" in capsys.readouterr().err                # on by default, with the configured options
+    pipe.set_progress_bar_config(disable=True)
+    pipe((tone(0.4), 16_000), speaker)
+    assert "talking" not in capsys.readouterr().err
+    pipe.set_progress_bar_config()
