@@ -255,7 +255,11 @@ def _add_push(commands) -> None:
                         help="consent statement of the person shown (required for speakers)")
     parser.add_argument("--source", default="", help="where the speaker's video comes from")
     parser.add_argument("--base-model", default=None, help="pipeline repo the speaker was made for")
-    parser.add_argument("--private", action="store_true", help="create the repo as private")
+    parser.add_argument("--private", action="store_true", help="create a pipeline repo as private "
+                        "(speaker repos are private unless --public)")
+    parser.add_argument("--public", action="store_true", help="create a speaker repo as public (default: private)")
+    parser.add_argument("--gated", action="store_true",
+                        help="speakers: visitors request access stating their purpose; you approve each by hand")
     parser.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN / the saved login)")
     parser.set_defaults(handler=_run_push)
 
@@ -267,7 +271,7 @@ def _run_push(args) -> int:
     folder = Path(args.folder)
     if (folder / SPEAKER_FILE).is_file():
         speaker = SpeakerMemory.from_pretrained(folder)
-        url = speaker.push_to_hub(args.repo, private=args.private, license=args.license or "",
+        url = speaker.push_to_hub(args.repo, private=not args.public, gated=args.gated, license=args.license or "",
                                   consent=args.consent or "", base_model=args.base_model,
                                   source_description=args.source, token=args.token)
     elif (folder / PIPELINE_INDEX).is_file():

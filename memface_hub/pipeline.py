@@ -219,6 +219,8 @@ class MemFacePipeline:
         from huggingface_hub import HfApi
 
         api = HfApi(token=token)
+        if "/" not in repo_id:
+            repo_id = f"{api.whoami()['name']}/{repo_id}"          # the card names the full repo id
         with tempfile.TemporaryDirectory(prefix="memface-push-") as work:
             folder = self.save_pretrained(Path(work) / "pipeline", repo_id=repo_id, training_data=training_data)
             api.create_repo(repo_id, private=private, exist_ok=True)

@@ -57,6 +57,21 @@ DELTA_FILE = "renderer_delta.safetensors"      # optional fine-tuned renderer de
 HUB_FILES = [SPEAKER_FILE, MEMORY_FILE, TRACKS_FILE, TEMPLATE_FILE, DELTA_FILE, CARD_FILE]
 SPEAKER_TAG = "memface-speaker"
 SPEAKER_TAGS = [SPEAKER_TAG, "memface", "talking-face", "synthetic-media"]
+# Licence identifiers the Hub accepts in a card's `license:` field ("other" needs license_name + license_link).
+HUB_LICENSES = frozenset("""
+apache-2.0 mit openrail bigscience-openrail-m creativeml-openrail-m bigscience-bloom-rail-1.0 bigcode-openrail-m
+afl-3.0 artistic-2.0 bsl-1.0 bsd bsd-2-clause bsd-3-clause bsd-3-clause-clear c-uda cc cc0-1.0 cc-by-2.0
+cc-by-2.5 cc-by-3.0 cc-by-4.0 cc-by-sa-3.0 cc-by-sa-4.0 cc-by-nc-2.0 cc-by-nc-3.0 cc-by-nc-4.0 cc-by-nd-4.0
+cc-by-nc-nd-3.0 cc-by-nc-nd-4.0 cc-by-nc-sa-2.0 cc-by-nc-sa-3.0 cc-by-nc-sa-4.0 cdla-sharing-1.0
+cdla-permissive-1.0 cdla-permissive-2.0 wtfpl ecl-2.0 epl-1.0 epl-2.0 etalab-2.0 eupl-1.1 eupl-1.2 agpl-3.0 gfdl
+gpl gpl-2.0 gpl-3.0 lgpl lgpl-2.1 lgpl-3.0 isc h-research intel-research lppl-1.3c ms-pl apple-ascl mpl-2.0
+odc-by odbl openrail++ osl-3.0 postgresql ofl-1.1 ncsa unlicense zlib pddl lgpl-lr
+fair-noncommercial-research-license unknown other""".split())
+GATED_PROMPT = ("This repository holds a real person's likeness (a MemFace speaker memory). Access is granted by "
+                "hand, for the purpose you state, and only for uses the person consented to; impersonation and "
+                "deception are not allowed.")
+GATED_FIELDS = {"Purpose of use": "text", "Affiliation": "text",
+                "I will not use this likeness to impersonate or deceive anyone": "checkbox"}
 
 
 def farthest_point_selection(vertices: np.ndarray, count: int, valid: np.ndarray | None = None,
@@ -276,21 +291,31 @@ class SpeakerMemory:
             raise MemFaceInputError(repo_id if inside == "." else f"{repo_id}/{inside}", err.problem) from None
 
     def push_to_hub(self, repo_id: str, *, license: str, consent: str, base_model: str | None = None,
-                    source_description: str = "", private: bool = False, token: str | None = None,
+                    source_description: str = "", private: bool = True, gated: bool = False,
+                    license_name: str | None = None, license_link: str | None = None, token: str | None = None,
                     repo_type: str = "model", commit_message: str = "Upload MemFace speaker memory") -> str:
         """Upload as its own Hub repo, with a card; returns the repo's URL.
 
-        ``license`` (e.g. ``"cc-by-nc-4.0"``) and ``consent`` (who agreed to what, e.g. "Recorded and shared
-        with the written consent of the person shown, for research demos") are required: this is a real
-        person's likeness. ``base_model`` is the pipeline repo the memory was made for. A
-        ``renderer_delta.safetensors`` beside a loaded memory's ``speaker.json`` travels with it.
+        ``license`` (a Hub licence identifier, e.g. ``"cc-by-nc-4.0"``; ``"other"`` with ``license_name`` and
+        ``license_link``) and ``consent`` (who agreed to what, e.g. "Recorded and shared with the written
+        consent of the person shown, for research demos") are required: this is a real person's likeness.
+        The repo is **private** unless ``private=False``; ``gated=True`` makes visitors request access, stating
+        their purpose, and the owner approve each request by hand. ``base_model`` is the pipeline repo the
+        memory was made for. A ``renderer_delta.safetensors`` beside a loaded memory's ``speaker.json`` travels
+        with it. The card is rendered and validated before the repo is created, so a bad card leaves nothing.
         """
-        from huggingface_hub import HfApi
+        from huggingface_hub import HfApi, ModelCard
 
         for field_name, value in (("license", license), ("consent", consent)):
             if not isinstance(value, str) or not value.strip():
                 raise MemFaceInputError(repo_id, f"push_to_hub needs a non-empty {field_name}: a speaker memory "
                                         "is a person's likeness, shared only under stated terms and with consent")
+        license = license.strip().lower()
+        if license not in HUB_LICENSES:
+            raise MemFaceInputError(repo_id, f"license {license!r} is not a Hub licence identifier (e.g. "
+                                    "cc-by-nc-4.0, cc-by-4.0, apache-2.0, or 'other' with license_name and license_link)")
+        if license == "other" and not (license_name and license_link):
+            raise MemFaceInputError(repo_id, "license 'other' needs license_name and license_link")
         api = HfApi(token=token)
         if "/" not in repo_id:
             repo_id = f"{api.whoami()['name']}/{repo_id}"          # the card names the full repo id
@@ -301,23 +326,32 @@ class SpeakerMemory:
             if Path(self.template_path).name == TEMPLATE_FILE and (source / SPEAKER_FILE).is_file() \
                     and (source / DELTA_FILE).is_file():
                 shutil.copyfile(source / DELTA_FILE, folder / DELTA_FILE)
-            write_text_atomic(folder / CARD_FILE, self._card(repo_id, license.strip(), consent.strip(),
-                                                              base_model, source_description.strip()))
-            # 2. the repo, then one commit with every file
+            card = self._card(repo_id, license, consent.strip(), base_model, source_description.strip(),
+                              gated=gated, license_name=license_name, license_link=license_link)
+            try:
+                ModelCard(card).validate(repo_type=repo_type)        # on the Hub, before any repo exists
+            except ValueError as err:
+                raise MemFaceInputError(repo_id, f"the card was refused ({' '.join(str(err).split())})") from None
+            write_text_atomic(folder / CARD_FILE, card)
+            # 2. the repo (private by default; gated on request), then one commit with every file
             url = api.create_repo(repo_id, private=private, repo_type=repo_type, exist_ok=True)
+            if gated:
+                api.update_repo_settings(repo_id, gated="manual", repo_type=repo_type)
             api.upload_folder(repo_id=repo_id, folder_path=folder, repo_type=repo_type, commit_message=commit_message)
         logger.info("pushed speaker memory %r to %s", self.meta.get("name"), url)
         return str(url)
 
-    def _card(self, repo_id: str, license: str, consent: str, base_model: str | None, source_description: str) -> str:
+    def _card(self, repo_id: str, license: str, consent: str, base_model: str | None, source_description: str,
+              gated: bool = False, license_name: str | None = None, license_link: str | None = None) -> str:
         """The README.md: YAML front matter (docs/DESIGN.md §6) and the filled-in ``model_cards/speaker_card.md``."""
         from huggingface_hub import ModelCardData
 
         from .cards import render_card
 
+        extra = {"extra_gated_prompt": GATED_PROMPT, "extra_gated_fields": GATED_FIELDS} if gated else {}
         card_data = ModelCardData(library_name="memface_hub", license=license, tags=SPEAKER_TAGS,
                                   base_model=base_model, base_model_relation="adapter" if base_model else None,
-                                  consent=consent)
+                                  license_name=license_name, license_link=license_link, consent=consent, **extra)
         fps = float(self.meta["fps"])
         top, bottom, left, right = self.meta["patch_box"]
         return render_card("speaker_card.md", card_data, repo_id=repo_id, name=self.meta.get("name", repo_id),

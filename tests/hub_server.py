@@ -12,11 +12,12 @@ client only speaks HTTP, so this server answers the endpoints it calls (read off
     GET  /api/{type}s/{repo_id}[/revision/{revision}]       repo info: sha, siblings, tags, cardData, private
     GET  /api/{type}s/{repo_id}/tree/{revision}[/{path}]    file and folder entries, recursive or not
     GET  /api/{type}s?author=..&filter=..&search=..         repo listing; every filter value must be a tag
+    PUT  /api/{type}s/{repo_id}/settings                    {gated: "auto"|"manual"|false, private}: the owner only
     HEAD|GET /[{type}s/]{repo_id}/resolve/{revision}/{path}  the bytes, with X-Repo-Commit, ETag, Content-Length
 
 Errors carry the Hub's ``X-Error-Code`` (RepoNotFound, RevisionNotFound, EntryNotFound), so the client raises
 its usual exceptions. Simplified on purpose: one branch (``main``), every commit also resolvable by its sha, no
-LFS/Xet, no pagination, no pull requests, no gating, no Range requests; a repo's tags are its card's ``tags``
+LFS/Xet, no pagination, no pull requests, gating recorded but not enforced, no Range requests; a repo's tags are its card's ``tags``
 plus its ``library_name``. Private repos exist only for their owner's token (others get RepoNotFound, as on
 the Hub). ``log`` records every request line, so a test can check what was (not) downloaded.
 """
@@ -90,6 +91,7 @@ class Repo:
     owner: str
     private: bool
     commits: list[Commit] = field(default_factory=list)   # oldest first; "main" is the last
+    gated: str | bool = False                             # "auto", "manual" or False (recorded, not enforced)
 
     def at(self, revision: str) -> Commit:
         if revision == "main":
@@ -109,7 +111,7 @@ class Repo:
         if library and library not in tags:
             tags.append(str(library))
         info = {"_id": git_oid(self.repo_id.encode()), "id": self.repo_id, "author": self.owner, "sha": commit.sha,
-                "private": self.private, "gated": False, "disabled": False, "downloads": 0, "likes": 0,
+                "private": self.private, "gated": self.gated, "disabled": False, "downloads": 0, "likes": 0,
                 "tags": tags, "library_name": library, "createdAt": self.commits[0].date, "lastModified": commit.date}
         if card_data:
             info["cardData"] = card
@@ -167,6 +169,9 @@ class HubHandler(BaseHTTPRequestHandler):
     def do_POST(self):
         self._dispatch("POST")
 
+    def do_PUT(self):
+        self._dispatch("PUT")
+
     def log_message(self, format, *args):   # quiet: the request lines go to hub.log instead
         pass
 
@@ -180,6 +185,7 @@ class HubHandler(BaseHTTPRequestHandler):
                 ("GET", API_REPO + r"/tree/(?P<rev>[^/]+)(?:/(?P<path>.+))?", self.tree),
                 ("GET", API_REPO + r"(?:/revision/(?P<rev>[^/]+))?", self.repo_info),
                 ("GET", r"/api/(?P<type>models|datasets|spaces)", self.list_repos),
+                ("PUT", API_REPO + r"/settings", self.settings),
                 ("GET", r"/(?:(?P<type>datasets|spaces)/)?" + REPO + r"/resolve/(?P<rev>[^/]+)/(?P<path>.+)",
                  self.resolve)]
 
@@ -261,6 +267,16 @@ class HubHandler(BaseHTTPRequestHandler):
                     [Commit(_commit_sha(None, files, "initial commit"), files, "initial commit", now())])
         self.hub.repos[(repo_type, repo_id)] = repo
         return 200, {"url": self.hub.url(repo), "name": repo_id, "id": git_oid(repo_id.encode())}, {}
+
+    def settings(self, groups, query, body):
+        repo, request = self._repo(groups, write=True), json.loads(body)
+        if "gated" in request:
+            if request["gated"] not in ("auto", "manual", False):
+                raise HubError(400, f"invalid gated value {request['gated']!r}")
+            repo.gated = request["gated"]
+        if "private" in request:
+            repo.private = bool(request["private"])
+        return 200, {}, {}
 
     def validate_yaml(self, groups, query, body):
         try:

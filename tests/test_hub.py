@@ -121,7 +121,7 @@ def test_list_speakers_finds_tagged_repos(speaker, hub_env):
     api.upload_file(repo_id=unrelated, path_or_fileobj=b"---\nlibrary_name: memface_hub\ntags: [memface]\n---\n",
                     path_in_repo="README.md")
     theirs = f"{hub_env.server.other_user}/their-speaker"
-    speaker.push_to_hub(theirs, **TERMS, token=hub_env.server.other_token)
+    speaker.push_to_hub(theirs, **TERMS, private=False, token=hub_env.server.other_token)
 
     found = {listing.repo_id: listing for listing in list_speakers(author=hub_env.user)}
     assert mine in found and unrelated not in found and theirs not in found
@@ -224,3 +224,22 @@ def test_push_needs_a_license_and_consent(speaker, hub_env, terms, missing):
         speaker.push_to_hub(repo_id, **terms)
     assert str(info.value).startswith(f"{repo_id}: ") and "\n" not in str(info.value)
     assert len(hub_env.server.log) == requests_before            # refused before talking to the Hub
+
+
+def test_speakers_are_private_by_default_gated_on_request_and_checked_before_the_repo_exists(speaker, hub_env):
+    repo_id = hub_env.repo_id("likeness")
+    speaker.push_to_hub(repo_id, **TERMS, gated=True)
+    repo = hub_env.server.repos[("model", repo_id)]
+    assert repo.private and repo.gated == "manual"
+    card = HfApi().model_info(repo_id).card_data
+    assert "extra_gated_prompt" in card and "Purpose of use" in card["extra_gated_fields"]
+    for bad, problem in (({"license": "CC BY 4"}, "not a Hub licence identifier"),
+                         ({"license": "other"}, "needs license_name and license_link")):
+        refused = hub_env.repo_id("refused")
+        with pytest.raises(MemFaceInputError, match=problem):
+            speaker.push_to_hub(refused, **{**TERMS, **bad})
+        assert ("model", refused) not in hub_env.server.repos          # nothing was created
+    custom = hub_env.repo_id("custom-licence")
+    speaker.push_to_hub(custom, **{**TERMS, "license": "other"}, license_name="likeness-terms",
+                        license_link="https://example.org/terms", private=False)
+    assert not hub_env.server.repos[("model", custom)].private

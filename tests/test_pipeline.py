@@ -247,3 +247,9 @@ def test_a_list_of_clips_is_refused_and_progress_is_configurable(pipe, speaker, 
     pipe((tone(0.4), 16_000), speaker)
     assert "talking" not in capsys.readouterr().err
     pipe.set_progress_bar_config()
+
+
+def test_pipeline_push_without_a_namespace_goes_to_the_token_owner(pipe, hub_env):
+    name = hub_env.repo_id("bare").split("/")[1]
+    url = pipe.push_to_hub(name)
+    assert ("model", f"{hub_env.user}/{name}") in hub_env.server.repos and url.endswith(f"{hub_env.user}/{name}")
