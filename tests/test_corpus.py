@@ -41,8 +41,10 @@ def test_build_corpus_splits_by_person_and_refuses_unlisted_clips(carphone_path,
     frames = read_frames(carphone_path, fps=25, max_frames=40, scale=2.0)
     clips = tmp_path / "clips"
     clips.mkdir()
-    for name in ("anna_1", "anna_2", "ben_1", "stranger"):
-        write_video(clips / f"{name}.mp4", frames, audio=None if name == "ben_1" else tone(len(frames) / 25))
+    sounds = {"anna_1": tone(len(frames) / 25), "anna_2": np.zeros(len(frames) * 640, np.float32),
+              "ben_1": None, "stranger": tone(len(frames) / 25)}
+    for name, sound in sounds.items():
+        write_video(clips / f"{name}.mp4", frames, audio=sound)
     people = _people_file(tmp_path / "people.json", {
         "anna": {"split": "train", "clips": ["anna_1", "anna_2"]},
         "ben": {"split": "test", "clips": ["ben_1"]}})
@@ -52,6 +54,8 @@ def test_build_corpus_splits_by_person_and_refuses_unlisted_clips(carphone_path,
     assert index == report.index
     assert index["splits"] == {"train": ["anna_1", "anna_2"], "val": [], "test": ["ben_1"]}
     assert index["clips"]["ben_1"]["has_audio"] is False            # silent clips are kept (renderer-only)
+    assert index["clips"]["anna_1"]["has_audio"] is True
+    assert index["clips"]["anna_2"]["audio_track"] is True and index["clips"]["anna_2"]["has_audio"] is False
     assert index["clips"]["anna_1"]["frames_tracked"] == index["clips"]["anna_1"]["frames"] == 40
     assert [item["input"].endswith("stranger.mp4") for item in report.refused] == [True]
     assert "not listed" in report.refused[0]["reason"]

@@ -26,8 +26,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from ..arrays_io import write_text_atomic
+from ..audio.base import SILENCE_PEAK
 from ..errors import MemFaceInputError
+from ..io.audio import load_audio
 from .preprocess import preprocess_clips, unique_clip_ids
 from .shards import load_shard
 
@@ -163,11 +167,13 @@ def build_corpus(out_dir: str | os.PathLike, real_clips: str | os.PathLike | Non
             refused.append({"input": str(video), "reason": result.error})
             continue
         shard = load_shard(shards / clip_id)
+        audio_peak = float(np.abs(load_audio(shard.audio_path)).max(initial=0.0)) if shard.audio_path else 0.0
         clips[clip_id] = {"person": person, "split": people[person].split, "source": source,
                           "video": str(video), "frames": shard.num_frames,
                           "frames_tracked": int(shard.meta["frames_tracked"]),
                           "frames_valid": int(shard.meta["frames_valid"]),
-                          "has_audio": shard.audio_path is not None}
+                          "has_audio": audio_peak >= SILENCE_PEAK,      # a sound track of zeros is no speech
+                          "audio_track": shard.audio_path is not None}
     index = {
         "format": CORPUS_FORMAT, "format_version": CORPUS_VERSION,
         "people_file": str(Path(people_file) if people_file else PEOPLE_FILE.name),
