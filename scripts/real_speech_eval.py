@@ -1,7 +1,7 @@
 """Lip-sync on real speech: does an a2e model's mouth follow a real, held-out speaker's lips?
 
     python scripts/real_speech_eval.py                                   # the bundled a2e, test people
-    python scripts/real_speech_eval.py --a2e /work/runs/a2e_mel/best --out /work/runs/a2e_mel/real_speech.json
+    python scripts/real_speech_eval.py --a2e runs/a2e_mel/best --out runs/a2e_mel/real_speech.json
 
 For each person of ``--split`` in the people file (default: the committed
 ``memface_hub/data/real_people.json``), each of their real clips whose shard (under
@@ -54,7 +54,7 @@ from memface_hub.training.a2e_data import FEATURE_CACHE
 logger = logging.getLogger("real_speech_eval")
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_A2E = ROOT / "memface_hub/assets/demo_pipeline/a2e"
-DEFAULT_CORPUS = Path("/work/data/corpus")
+DEFAULT_CORPUS = ROOT.parent / "data" / "corpus"      # where the README builds it: ../data/corpus
 ADAPT_SECONDS, ADAPT_FRACTION = 15.0, 0.7        # the real-people protocol's cut (scripts/real_people_eval.py)
 CLIP_KEYS = ("clip", "lip_corr_0", "lip_corr_best", "lag", "loudness_corr_0")
 
