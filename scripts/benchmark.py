@@ -50,10 +50,26 @@ def child(seconds: float, model: str | None, speaker: str, threads: int) -> dict
         wall = time.perf_counter() - started
         info = probe(Path(work) / "bench.mp4")
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"seconds": seconds, "frames": result.num_frames, "wall_s": wall, "timings": result.timings,
+    return {"seconds": seconds, "gflop_per_frame": renderer_gflop_per_frame(pipe, speaker_memory), "frames": result.num_frames, "wall_s": wall, "timings": result.timings,
             "cold_first_frame_s": cold_first_frame,
             "peak_rss_mb": peak_kb / 1024.0, "crop_size": pipe.renderer.crop_size,
             "frame_size": [info.width, info.height]}
+
+
+def renderer_gflop_per_frame(pipe, speaker) -> float:
+    """Floating-point operations of one renderer call per frame (torch's FLOP counter, a batch of 16),
+    in GFLOP: multiply-adds count twice, the memory's encoding (done once per speaker) is not counted."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    renderer = pipe.renderer
+    size, batch = renderer.crop_size, 16
+    memory = {key: value for key, value in renderer.speaker_memory_inputs(speaker.keys, speaker.values).items()}
+    inputs = (torch.rand(batch, 3, size, size), torch.rand(batch, 3, size, size),
+              torch.from_numpy(speaker.keys[:1]).float().expand(batch, -1, -1))
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        renderer(*inputs, **memory)
+    return counter.get_total_flops() / batch / 1e9
 
 
 def run_child(seconds: float, args) -> dict:
@@ -74,6 +90,8 @@ def markdown_table(result: dict) -> str:
     lines += [f"| {stage} (ms/frame) | {ms:.2f} |" for stage, ms in result["stages_ms_per_frame"].items()]
     lines += [f"| time to first frame (s), loaded pipeline | {result['first_frame_s']:.2f} |",
               f"| time to first frame (s), first call in a fresh process | {result['first_frame_s_cold']:.2f} |",
+              f"| renderer GFLOP per frame | {result['gflop_per_frame']:.2f} |",
+              f"| renderer achieved GFLOP/s | {result['achieved_gflops']:.1f} |",
               f"| peak RSS, {short:g} s of audio (MB) | {result['peak_rss_mb_30s']:.0f} |",
               f"| peak RSS, {long:g} s of audio (MB) | {result['peak_rss_mb_5min']:.0f} |"]
     return "\n".join(lines)
@@ -105,11 +123,16 @@ def main(argv: list[str] | None = None) -> int:
         "stages_ms_per_frame": stages, "peak_rss_mb_30s": short["peak_rss_mb"],
         "peak_rss_mb_5min": long["peak_rss_mb"], "first_frame_s": short["timings"]["first_frame_s"],
         "first_frame_s_cold": short["cold_first_frame_s"],
+        "gflop_per_frame": short["gflop_per_frame"],
+        "achieved_gflops": short["gflop_per_frame"] / max(stages["renderer"] / 1000.0, 1e-9),
         "short_seconds": args.short_seconds, "long_seconds": args.long_seconds,
         "machine": f"{os.cpu_count()} CPU cores, torch threads {args.threads}",
     }
     from memface_hub.arrays_io import write_text_atomic
-    from memface_hub.evaluation.report import write_markdown_section
+    from memface_hub.evaluation.report import provenance, write_markdown_section
+
+    result = {**provenance({"model": args.model or "bundled", "speaker": args.speaker, "threads": args.threads}),
+              **result}
 
     write_text_atomic(Path(args.out), json.dumps(result, indent=1))
     table = markdown_table(result)
