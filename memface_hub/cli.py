@@ -151,7 +151,7 @@ def _add_fit_mouth_model(commands) -> None:
 
 
 def _run_fit_mouth_model(args) -> int:
-    from .data.shards import fit_mouth_model
+    from .io.shards import fit_mouth_model
 
     model = fit_mouth_model(args.shards, num_components=args.components)
     model.save(args.out)
@@ -391,7 +391,7 @@ def _add_eval_a2e(commands) -> None:
 def _run_eval_a2e(args) -> int:
     from .a2e import MemFaceAudioToExpression
     from .evaluation.a2e_eval import evaluate_a2e
-    from .training.a2e_data import read_splits
+    from .data.a2e_clips import read_splits
 
     model = MemFaceAudioToExpression.from_pretrained(args.model)
     clip_ids = read_splits(Path(args.corpus) / "corpus.json")[args.split]

@@ -46,7 +46,7 @@ from .hub import hub_file_list
 from .io.audio import AUDIO_SAMPLE_RATE, load_audio
 from .parallel import release_free_memory
 from .io.video import SYNTHETIC_LABEL, VideoWriter, iter_frames
-from .renderer import MemFaceRenderer
+from .renderer import MemFaceRenderer, apply_renderer_delta
 from .speaker import DELTA_FILE, SpeakerMemory
 
 logger = logging.getLogger(__name__)
@@ -294,8 +294,6 @@ class MemFacePipeline:
     def renderer_for(self, speaker: SpeakerMemory) -> MemFaceRenderer:
         """The renderer to use for ``speaker``: with its fine-tuned weight delta applied when the
         speaker folder carries one (``memface adapt --finetune-...``), else the shared renderer."""
-        from .training.adapt import apply_renderer_delta
-
         delta = Path(speaker.template_path).parent / DELTA_FILE if speaker.template_path else None
         if delta is None or not delta.is_file():
             return self.renderer
@@ -417,7 +415,7 @@ class MemFacePipeline:
 
     def speak(self, text: str, voice: str = "en-us", rate: int = 165) -> tuple[np.ndarray, int]:
         """Typed text → speech with espeak-ng: ``(samples, sampling_rate)`` to pass as ``audio``."""
-        from .data.tts import synthesize
+        from .audio.tts import synthesize
 
         if not text or not text.strip():
             raise MemFaceInputError("text", "is empty")

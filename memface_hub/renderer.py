@@ -26,6 +26,7 @@ slots of the same count, read by the same query).
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import cv2
@@ -34,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .arrays_io import load_arrays
+from .errors import MemFaceInputError
 from .face.crop import CropLayout, feathered_mask
 from .face.landmarks import MOUTH_VERTICES
 from .hub import StrictHubMixin
@@ -291,6 +294,35 @@ class MemFaceRenderer(nn.Module, StrictHubMixin, library_name="memface_hub",
         if self.memory_kind == "implicit":
             return self.implicit_memory.regulariser()
         return self.out.weight.new_zeros(())
+
+
+# -- a speaker's fine-tuned renderer, stored as a weight delta beside its memory ---------------------
+def renderer_delta(base: MemFaceRenderer, tuned: MemFaceRenderer) -> dict[str, np.ndarray]:
+    """Float16 differences of every floating-point tensor that changed."""
+    base_state, tuned_state = base.state_dict(), tuned.state_dict()
+    return {name: (tuned_state[name] - base_state[name]).half().numpy()
+            for name in base_state if base_state[name].is_floating_point()
+            and not torch.equal(base_state[name], tuned_state[name])}
+
+
+@torch.no_grad()
+def apply_renderer_delta(renderer: MemFaceRenderer, path: str | os.PathLike) -> MemFaceRenderer:
+    """Add a stored delta to ``renderer`` in place; unknown names or shapes are refused, naming them."""
+    delta = load_arrays(path)
+    state = renderer.state_dict()
+    unknown = sorted(set(delta) - set(state))
+    if unknown:
+        raise MemFaceInputError(path, f"delta names tensors the renderer does not have: {unknown[:8]}")
+    for name, change in delta.items():
+        if tuple(change.shape) != tuple(state[name].shape) or change.dtype != np.float16:
+            raise MemFaceInputError(path, f"delta {name!r} is {change.shape} {change.dtype}, expected "
+                                    f"{tuple(state[name].shape)} float16")
+        if not np.isfinite(change).all():
+            raise MemFaceInputError(path, f"delta {name!r} contains non-finite values")
+        state[name] += torch.from_numpy(change.astype(np.float32))
+    renderer.load_state_dict(state, strict=True)
+    return renderer
+
 
 
 class PatchDiscriminator(nn.Module):

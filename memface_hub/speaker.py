@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 
 from .arrays_io import atomic_folder, check_arrays, load_arrays, save_arrays, write_text_atomic
-from .data.shards import ClipShard, load_shard
+from .io.shards import ClipShard, load_shard
 from .errors import MemFaceInputError
 from .hub import hub_file_list
 from .face.crop import CropLayout

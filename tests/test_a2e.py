@@ -222,7 +222,7 @@ def test_training_writes_best_model_and_resumes(tiny_shards, tiny_corpus, tmp_pa
     assert state["epoch"] == 3 and [h["epoch"] for h in state["history"]] == [1, 2, 3]
 
     from memface_hub.evaluation.a2e_eval import evaluate_a2e
-    from memface_hub.training.a2e_data import read_splits
+    from memface_hub.data.a2e_clips import read_splits
 
     corpus_root, _ = tiny_corpus
     metrics = evaluate_a2e(model, tiny_shards, corpus_root, read_splits(corpus_root / "corpus.json")["test"])

@@ -157,7 +157,7 @@ def test_mel_config_round_trip():
 def mom_bought_a_map():
     import librosa
 
-    from memface_hub.data.tts import synthesize
+    from memface_hub.audio.tts import synthesize
 
     speech = synthesize("Mom bought a map", voice="en-us")
     audio = librosa.resample(speech.samples, orig_sr=speech.sample_rate, target_sr=SR)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from memface_hub.data.demo_corpus import build_demo_corpus, plan_corpus
-from memface_hub.data.shards import load_shard
+from memface_hub.io.shards import load_shard
 from memface_hub.errors import MemFaceInputError
 from memface_hub.face.geometry import mouth_opening
 from memface_hub.io import probe, read_frames

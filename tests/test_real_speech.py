@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from memface_hub.arrays_io import save_arrays
-from memface_hub.data.shards import AUDIO_FILE, META_FILE, SHARD_FORMAT, SHARD_VERSION, TRACK_FILE
+from memface_hub.io.shards import AUDIO_FILE, META_FILE, SHARD_FORMAT, SHARD_VERSION, TRACK_FILE
 from memface_hub.errors import MemFaceInputError
 from memface_hub.evaluation.grid import grid_sentence, is_grid_clip
 from memface_hub.face.landmarks import MOUTH_VERTICES, NUM_BLENDSHAPES, NUM_LANDMARKS
@@ -99,11 +99,11 @@ def mixed_shards(tmp_path):
 
 def test_silent_shards_are_skipped_with_a_log_line(mixed_shards, caplog):
     from memface_hub.audio import build_frontend
-    from memface_hub.data.shards import fit_mouth_model
-    from memface_hub.training.a2e_data import load_a2e_clips
+    from memface_hub.io.shards import fit_mouth_model
+    from memface_hub.data.a2e_clips import load_a2e_clips
 
     mouth_model = fit_mouth_model(mixed_shards, 4)
-    with caplog.at_level(logging.INFO, logger="memface_hub.training.a2e_data"):
+    with caplog.at_level(logging.INFO, logger="memface_hub.data.a2e_clips"):
         clips = load_a2e_clips(mixed_shards, ["no_audio", "speech", "muted"], build_frontend("mel"), mouth_model)
     assert [clip.clip_id for clip in clips] == ["speech"]
     assert clips[0].features.shape[0] == 50

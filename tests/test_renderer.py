@@ -112,7 +112,7 @@ def test_renderer_training_data_and_loop(tiny_shards, tiny_corpus, tmp_path):
 
     import numpy as np
 
-    from memface_hub.training.renderer_data import LEAKAGE_FRAMES, RendererFrames
+    from memface_hub.data.renderer_frames import LEAKAGE_FRAMES, RendererFrames
     from memface_hub.training.train_renderer import RendererTrainingConfig, train_renderer
 
     corpus_root, index = tiny_corpus
@@ -189,7 +189,7 @@ def test_seam_matching_removes_a_colour_step_at_the_blend():
 
 
 def test_person_batches_come_from_one_person_and_follow_the_weights(tiny_shards, tiny_corpus):
-    from memface_hub.training.renderer_data import PeopleFrames, PersonBatchSampler
+    from memface_hub.data.renderer_frames import PeopleFrames, PersonBatchSampler
 
     _, index = tiny_corpus
     clips = [tiny_shards / clip["clip_id"] for clip in index["clips"]]
@@ -211,7 +211,7 @@ def test_person_batches_come_from_one_person_and_follow_the_weights(tiny_shards,
 
 
 def test_frames_split_into_an_adaptation_part_and_a_test_part(tiny_shards, tiny_corpus):
-    from memface_hub.training.renderer_data import RendererFrames
+    from memface_hub.data.renderer_frames import RendererFrames
 
     _, index = tiny_corpus
     frames = RendererFrames([tiny_shards / index["clips"][0]["clip_id"]], crop_size=64, frame_step=1)

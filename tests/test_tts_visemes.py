@@ -23,7 +23,7 @@ from memface_hub.data.sentences import (
     grid_sentences,
     split_sentences,
 )
-from memface_hub.data.tts import PhonemeEvent, Speech, is_pause, synthesize
+from memface_hub.audio.tts import PhonemeEvent, Speech, is_pause, synthesize
 from memface_hub.data.visemes import (
     BILABIALS,
     NEUTRAL_CONSONANT,

@@ -33,7 +33,7 @@ from ..audio.base import SILENCE_PEAK
 from ..errors import MemFaceInputError
 from ..io.audio import load_audio
 from .preprocess import preprocess_clips, unique_clip_ids
-from .shards import load_shard
+from ..io.shards import load_shard
 
 logger = logging.getLogger(__name__)
 

@@ -34,7 +34,7 @@ from ..io.audio import AUDIO_SAMPLE_RATE
 from ..io.video import DEFAULT_FPS, SYNTHETIC_LABEL, VideoWriter
 from .face_animator import FaceAnimator, HeadMotion
 from .sentences import corpus_sentences, split_sentences
-from .tts import synthesize
+from ..audio.tts import synthesize
 from .visemes import viseme_schedule
 
 logger = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Clip preprocessing: video → a clip shard (see :mod:`memface_hub.data.shards`).
+"""Clip preprocessing: video → a clip shard (see :mod:`memface_hub.io.shards`).
 
 decode at 25 fps → track → canonical face → smoothed poses → canonical mouth vertices →
 crop transforms → aligned crops (second decoding pass, so memory stays bounded) → 16 kHz
@@ -32,7 +32,7 @@ from ..face.geometry import canonical_face, canonical_mouth_vertices, fit_poses,
 from ..face.tracker import FaceTracker
 from ..io.audio import AUDIO_SAMPLE_RATE, load_audio, write_wav
 from ..io.video import DEFAULT_FPS, VideoWriter, iter_frames, probe
-from .shards import (AUDIO_FILE, CROPS_FILE, META_FILE, SHARD_FORMAT, SHARD_VERSION, TRACK_FILE,
+from ..io.shards import (AUDIO_FILE, CROPS_FILE, META_FILE, SHARD_FORMAT, SHARD_VERSION, TRACK_FILE,
                      is_complete_shard, validate_track_arrays)
 
 logger = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """Phoneme → viseme targets and a coarticulated per-frame mouth schedule.
 
-Each espeak-ng phoneme (mnemonic, stress marks stripped, see :mod:`memface_hub.data.tts`) maps to
+Each espeak-ng phoneme (mnemonic, stress marks stripped, see :mod:`memface_hub.audio.tts`) maps to
 a :class:`Viseme` target of four articulation channels in [0, 1]:
 
 * ``jaw_open``   — how far the jaw / inner lips open,
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from memface_hub.data.tts import PhonemeEvent, is_pause
+from memface_hub.audio.tts import PhonemeEvent, is_pause
 from memface_hub.errors import MemFaceInputError
 
 logger = logging.getLogger(__name__)

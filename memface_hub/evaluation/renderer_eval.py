@@ -23,7 +23,7 @@ import torch
 from ..face.crop import CropLayout
 from ..face.tracker import FaceTracker
 from ..renderer import MemFaceRenderer
-from ..training.renderer_data import RendererFrames
+from ..data.renderer_frames import RendererFrames
 from .image_metrics import lip_landmark_distance, mouth_box_crop, psnr, sharpness_ratio, ssim
 from .perceptual import PerceptualMetric
 

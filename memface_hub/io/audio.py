@@ -11,7 +11,7 @@ import numpy as np
 import soundfile
 
 from ..errors import MemFaceInputError
-from .video import _check_file, ffmpeg_exe, probe
+from .media import _check_file, ffmpeg_exe, probe
 
 AUDIO_SAMPLE_RATE = 16_000
 

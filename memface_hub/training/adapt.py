@@ -25,12 +25,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..arrays_io import load_arrays, save_arrays
+from ..arrays_io import save_arrays
 from ..data.preprocess import preprocess_clip
 from ..errors import MemFaceInputError
-from ..renderer import MemFaceRenderer
+from ..renderer import MemFaceRenderer, apply_renderer_delta, renderer_delta  # noqa: F401 (re-exported)
 from ..speaker import DELTA_FILE, SpeakerMemory
-from .renderer_data import RendererFrames
+from ..data.renderer_frames import RendererFrames
 
 logger = logging.getLogger(__name__)
 
@@ -45,33 +45,6 @@ class AdaptationResult:
     memory_seconds: float
     finetune_seconds: float = 0.0
     finetune_steps: int = 0
-
-
-def renderer_delta(base: MemFaceRenderer, tuned: MemFaceRenderer) -> dict[str, np.ndarray]:
-    """Float16 differences of every floating-point tensor that changed."""
-    base_state, tuned_state = base.state_dict(), tuned.state_dict()
-    return {name: (tuned_state[name] - base_state[name]).half().numpy()
-            for name in base_state if base_state[name].is_floating_point()
-            and not torch.equal(base_state[name], tuned_state[name])}
-
-
-@torch.no_grad()
-def apply_renderer_delta(renderer: MemFaceRenderer, path: str | os.PathLike) -> MemFaceRenderer:
-    """Add a stored delta to ``renderer`` in place; unknown names or shapes are refused, naming them."""
-    delta = load_arrays(path)
-    state = renderer.state_dict()
-    unknown = sorted(set(delta) - set(state))
-    if unknown:
-        raise MemFaceInputError(path, f"delta names tensors the renderer does not have: {unknown[:8]}")
-    for name, change in delta.items():
-        if tuple(change.shape) != tuple(state[name].shape) or change.dtype != np.float16:
-            raise MemFaceInputError(path, f"delta {name!r} is {change.shape} {change.dtype}, expected "
-                                    f"{tuple(state[name].shape)} float16")
-        if not np.isfinite(change).all():
-            raise MemFaceInputError(path, f"delta {name!r} contains non-finite values")
-        state[name] += torch.from_numpy(change.astype(np.float32))
-    renderer.load_state_dict(state, strict=True)
-    return renderer
 
 
 FINETUNED_MODULES = ("fuse", "up", "out")      # the decoder side: what adaptation changes

@@ -25,9 +25,9 @@ from tqdm.auto import tqdm
 
 from ..a2e import MemFaceAudioToExpression
 from ..audio import build_frontend
-from ..data.shards import fit_mouth_model
+from ..io.shards import fit_mouth_model
 from ..face.mouth_model import MouthModel
-from .a2e_data import A2EWindows, load_a2e_clips
+from ..data.a2e_clips import A2EWindows, load_a2e_clips
 from .losses import a2e_loss
 from ..parallel import limit_worker_threads
 from .run_state import STATE_FILE, resume_state, save_state, split_shards

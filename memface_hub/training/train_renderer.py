@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..renderer import MemFaceRenderer, PatchDiscriminator
-from .renderer_data import PeopleFrames, PersonBatchSampler
+from ..data.renderer_frames import PeopleFrames, PersonBatchSampler
 from .run_state import resume_state, save_state, split_shards
 
 logger = logging.getLogger(__name__)

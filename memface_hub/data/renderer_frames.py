@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..data.shards import load_shard
+from ..io.shards import load_shard
 from ..face.crop import CropLayout
 from ..face.sketch import draw_mouth_sketch, project_mouth
 from ..io.video import iter_frames
