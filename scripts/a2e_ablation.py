@@ -30,12 +30,12 @@ import torch
 from memface_hub.arrays_io import write_text_atomic
 from memface_hub.evaluation.report import write_markdown_section
 from memface_hub.a2e import MemFaceAudioToExpression
-from memface_hub.data.shards import load_shard
+from memface_hub.io.shards import load_shard
 from memface_hub.data.visemes import BILABIALS
 from memface_hub.evaluation.a2e_eval import evaluate_a2e, predict_clip_vertices
 from memface_hub.evaluation.a2e_metrics import centre_frames
 from memface_hub.face.geometry import mouth_opening
-from memface_hub.training.a2e_data import read_splits
+from memface_hub.data.a2e_clips import read_splits
 from memface_hub.training.run_state import STATE_FILE
 from memface_hub.training.train_a2e import A2ETrainingConfig, train_a2e_many
 

@@ -70,7 +70,7 @@ def speech_file(seconds: float, out: Path) -> Path:
     """Exactly ``seconds`` of espeak-ng speech (the long text, repeated as needed) as a 16 kHz WAV."""
     import librosa
 
-    from memface_hub.data.tts import synthesize
+    from memface_hub.audio.tts import synthesize
 
     speech = synthesize(LONG_TEXT)
     samples = librosa.resample(speech.samples, orig_sr=speech.sample_rate, target_sr=16_000)

@@ -32,7 +32,7 @@ from memface_hub.evaluation.renderer_eval import evaluate_renderer, track_crops
 from memface_hub.evaluation.report import provenance
 from memface_hub.face.tracker import FaceTracker
 from memface_hub.renderer import MemFaceRenderer
-from memface_hub.training.renderer_data import RendererFrames
+from memface_hub.data.renderer_frames import RendererFrames
 from memface_hub.training.run_state import STATE_FILE
 from memface_hub.training.train_renderer import RendererTrainingConfig, load_renderer_data, train_renderer
 

@@ -40,7 +40,7 @@ from memface_hub.arrays_io import write_text_atomic
 from memface_hub.audio import build_frontend, cached_features
 from memface_hub.audio.base import SILENCE_PEAK
 from memface_hub.data.corpus import load_people
-from memface_hub.data.shards import is_complete_shard, load_shard
+from memface_hub.io.shards import is_complete_shard, load_shard
 from memface_hub.errors import MemFaceInputError
 from memface_hub.evaluation.a2e_metrics import bilabial_counts
 from memface_hub.evaluation.grid import (ARPABET_BILABIALS, ARPABET_OPEN_VOWELS, ForcedAligner, grid_sentence,
@@ -49,7 +49,7 @@ from memface_hub.evaluation.real_people import fill_missing, lip_correlation, li
 from memface_hub.evaluation.report import provenance
 from memface_hub.face.geometry import mouth_opening
 from memface_hub.io.audio import AUDIO_SAMPLE_RATE, load_audio
-from memface_hub.training.a2e_data import FEATURE_CACHE
+from memface_hub.data.a2e_clips import FEATURE_CACHE
 
 logger = logging.getLogger("real_speech_eval")
 ROOT = Path(__file__).resolve().parents[1]

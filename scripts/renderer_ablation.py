@@ -39,7 +39,7 @@ from memface_hub.io.video import concatenate_videos
 from memface_hub.renderer import MemFaceRenderer
 from memface_hub.speaker import SpeakerMemory
 from memface_hub.training.adapt import adapt_speaker, apply_renderer_delta
-from memface_hub.training.renderer_data import RendererFrames
+from memface_hub.data.renderer_frames import RendererFrames
 from memface_hub.training.run_state import STATE_FILE
 from memface_hub.training.train_renderer import RendererTrainingConfig, load_renderer_data, train_renderer
 
