@@ -31,6 +31,7 @@ from ..errors import MemFaceInputError
 from ..renderer import MemFaceRenderer, apply_renderer_delta, renderer_delta  # noqa: F401 (re-exported)
 from ..speaker import DELTA_FILE, SpeakerMemory
 from ..data.renderer_frames import RendererFrames
+from .losses import renderer_loss
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +82,6 @@ def finetune_renderer(renderer: MemFaceRenderer, shard_dir: Path, entries: int, 
     loader = torch.utils.data.DataLoader(frames, batch_size=batch_size, shuffle=True,
                                          generator=torch.Generator().manual_seed(0))
     optimizer = torch.optim.Adam([p for p in renderer.parameters() if p.requires_grad], lr=learning_rate)
-    top, bottom, left, right = renderer.patch_box
     renderer.train()
     started, step = time.perf_counter(), 0
     budget = steps if steps is not None else 10**9
@@ -91,10 +91,8 @@ def finetune_renderer(renderer: MemFaceRenderer, shard_dir: Path, entries: int, 
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 output = renderer(batch["target"], batch["sketch"], batch["vertices"],
                                   **{**memory, "exclude": batch["exclude"]} if memory else {})
-                loss = (output.image.float() - batch["target"]).abs().mean()
-                if perceptual is not None:
-                    loss = loss + perceptual_weight * perceptual(output.image[:, :, top:bottom, left:right].float(),
-                                                                 batch["target"][:, :, top:bottom, left:right])
+                loss = renderer_loss(output.image.float(), batch["target"], renderer.patch_box, None, perceptual,
+                                     perceptual_weight=perceptual_weight, gan_weight=0.0).total
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -24,11 +24,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..renderer import MemFaceRenderer, PatchDiscriminator
 from ..data.renderer_frames import PeopleFrames, PersonBatchSampler
+from .losses import discriminator_hinge_loss, renderer_loss
 from .run_state import resume_state, save_state, split_shards
 
 logger = logging.getLogger(__name__)
@@ -57,6 +57,7 @@ class RendererTrainingConfig:
     perceptual_weight: float = 0.1
     perceptual_size: int = 112
     gan_weight: float = 0.01
+    regulariser_weight: float = 0.01       # λ_r of an implicit memory's R (the ablation's variant)
     colour_augment: bool = True
     synthetic_weight: float = 0.5          # sampling weight of a synthetic-only person (a real one is 1)
     init_from: str | None = None           # warm start: a renderer folder with the same architecture
@@ -231,18 +232,15 @@ def train_renderer(config: RendererTrainingConfig,
             with accelerator.autocast():
                 output = render(batch, bank, subset, augment)
                 fake, real = mouth_boxes(output.image, box), mouth_boxes(batch["target"], box)
-                # discriminator (hinge)
-                loss_d = F.relu(1 - discriminator(real)).mean() + F.relu(1 + discriminator(fake.detach())).mean()
+                loss_d = discriminator_hinge_loss(discriminator(real), discriminator(fake.detach()))
             optimizer_d.zero_grad(set_to_none=True)
             accelerator.backward(loss_d)
             optimizer_d.step()
-            with accelerator.autocast():
-                # renderer: eq. 6
-                l1 = (output.image - batch["target"]).abs().mean()
-                loss = (config.l1_weight * l1 - config.gan_weight * discriminator(fake).mean()
-                        + 0.01 * unwrapped.memory_regulariser())
-                if perceptual is not None:
-                    loss = loss + config.perceptual_weight * perceptual(fake.float(), real.float())
+            with accelerator.autocast():                                   # eq. 6
+                losses = renderer_loss(output.image, batch["target"], box, discriminator, perceptual,
+                                       unwrapped.memory_regulariser(), config.l1_weight, config.perceptual_weight,
+                                       config.gan_weight, config.regulariser_weight)
+                loss, l1 = losses.total, losses.l1
             optimizer.zero_grad(set_to_none=True)
             accelerator.backward(loss)
             optimizer.step()
