@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -23,6 +24,17 @@ logger = logging.getLogger(__name__)
 
 WEIGHTS_FILE = "model.safetensors"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".npy", ".npz", ".joblib")
+
+
+TOKEN_LIKE = re.compile(r"(^|/)(hf_|api_org_)[A-Za-z0-9_]{8,}")     # what Hugging Face access tokens look like
+
+
+def refuse_token_like(repo_id: str) -> None:
+    """A repo name that looks like an access token (one pasted into the wrong field) is refused, without
+    repeating it: it must never reach a log line, an error message or the Hub."""
+    if TOKEN_LIKE.search(repo_id or ""):
+        raise MemFaceInputError("repo", "this looks like an access token, not a repo name; pass the token as the "
+                                "token (and consider revoking it if it was shared)")
 
 
 def unreachable_errors() -> tuple[type[BaseException], ...]:

@@ -42,7 +42,7 @@ from .errors import MemFaceInputError
 from .face.crop import paste_back, warp_to_crop
 from .face.geometry import Poses
 from .face.sketch import draw_mouth_sketch, project_mouth
-from .hub import hub_file_list
+from .hub import hub_file_list, refuse_token_like
 from .io.audio import AUDIO_SAMPLE_RATE, load_audio
 from .parallel import release_free_memory
 from .io.video import SYNTHETIC_LABEL, VideoWriter, iter_frames
@@ -218,6 +218,7 @@ class MemFacePipeline:
         """Save to a temporary folder and upload it as the model repo ``repo_id``; returns its URL."""
         from huggingface_hub import HfApi
 
+        refuse_token_like(repo_id)
         api = HfApi(token=token)
         if "/" not in repo_id:
             repo_id = f"{api.whoami()['name']}/{repo_id}"          # the card names the full repo id

@@ -35,7 +35,7 @@ import numpy as np
 from .arrays_io import atomic_folder, check_arrays, load_arrays, save_arrays, write_text_atomic
 from .io.shards import ClipShard, load_shard
 from .errors import MemFaceInputError
-from .hub import hub_file_list
+from .hub import hub_file_list, refuse_token_like
 from .face.crop import CropLayout
 from .face.landmarks import MOUTH_VERTICES
 from .io.video import VideoWriter, iter_frames
@@ -306,6 +306,7 @@ class SpeakerMemory:
         """
         from huggingface_hub import HfApi, ModelCard
 
+        refuse_token_like(repo_id)
         for field_name, value in (("license", license), ("consent", consent)):
             if not isinstance(value, str) or not value.strip():
                 raise MemFaceInputError(repo_id, f"push_to_hub needs a non-empty {field_name}: a speaker memory "

@@ -243,3 +243,12 @@ def test_speakers_are_private_by_default_gated_on_request_and_checked_before_the
     speaker.push_to_hub(custom, **{**TERMS, "license": "other"}, license_name="likeness-terms",
                         license_link="https://example.org/terms", private=False)
     assert not hub_env.server.repos[("model", custom)].private
+
+
+def test_a_repo_name_that_looks_like_a_token_is_refused_without_repeating_it(speaker, hub_env, caplog):
+    pasted = "hf_AbCdEfGhIjKlMnOpQrStUvWxYz012345"
+    for repo_id in (pasted, f"{hub_env.user}/{pasted}"):
+        with pytest.raises(MemFaceInputError, match="looks like an access token") as info:
+            speaker.push_to_hub(repo_id, **TERMS)
+        assert pasted not in str(info.value)
+    assert pasted not in caplog.text and not [key for key in hub_env.server.repos if pasted in key[1]]

@@ -215,6 +215,11 @@ def test_share_on_the_hub_with_the_users_token_then_generate_from_the_hub_id(ada
     with pytest.raises(AppError) as refused:
         client.predict("adapted:alice", hub_env.repo_id("bob"), bad_token, "mit", consent, "", False, api_name="/push")
     assert "the Hub refused" in str(refused.value) and bad_token not in str(refused.value)
+    # a token pasted into the repo box is refused without being echoed or logged
+    with pytest.raises(AppError, match="looks like an access token") as pasted:
+        client.predict("adapted:alice", f"{hub_env.user}/{bad_token}", hub_env.token, "mit", consent, "", False,
+                       api_name="/push")
+    assert bad_token not in str(pasted.value)
     assert hub_env.token not in caplog.text and bad_token not in caplog.text
 
 
