@@ -26,7 +26,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +36,7 @@ import torch
 from . import __version__
 from .a2e import MemFaceAudioToExpression
 from .arrays_io import atomic_folder
+from .audio.base import SILENCE_PEAK
 from .audio import build_frontend
 from .audio.base import AudioFrontEnd
 from .errors import MemFaceInputError
@@ -58,6 +59,7 @@ DEMO_PIPELINE = ASSETS / "demo_pipeline"
 DEMO_SPEAKER = ASSETS / "demo_speaker"
 DEFAULT_MAX_AUDIO_SECONDS = 900.0
 TRIM_EVERY_CHUNKS = 16
+LIVE_LOOKAHEAD_FRAMES = 4       # frames of audio past a frame before it is made (160 ms at 25 fps)
 PIPELINE_FILES = [PIPELINE_INDEX, "README.md", "a2e/config.json", "a2e/model.safetensors",
                   "renderer/config.json", "renderer/model.safetensors"]
 
@@ -83,6 +85,23 @@ def load_speaker(name_or_path: str | os.PathLike | SpeakerMemory, **hub_kwargs) 
     if str(name_or_path) == "demo":
         return SpeakerMemory.from_pretrained(DEMO_SPEAKER)
     return SpeakerMemory.from_pretrained(name_or_path, **hub_kwargs)
+
+
+def is_live_stream(audio) -> bool:
+    """An iterator or generator of audio chunks (not a path, an array, a ``(samples, rate)`` tuple or a list)."""
+    return isinstance(audio, Iterator) or (isinstance(audio, Iterable) and not isinstance(
+        audio, (str, bytes, os.PathLike, np.ndarray, tuple, list, torch.Tensor)))
+
+
+@dataclass
+class _Moves:
+    """Chunks of ``(expressions, vertices)`` of a whole input, and how many frames they make."""
+
+    chunks: Iterator[tuple[np.ndarray, np.ndarray]]
+    total: int
+
+    def __iter__(self):
+        return iter(self.chunks)
 
 
 def pingpong_indices(start: int, count: int, length: int) -> np.ndarray:
@@ -317,8 +336,16 @@ class MemFacePipeline:
     def stream(self, audio, speaker: SpeakerMemory | str, sampling_rate: int | None = None,
                generator: torch.Generator | None = None,
                chunk_size: int = 16, top_k: int = 4, timings: dict[str, float] | None = None,
-               progress: bool | None = None) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+               progress: bool | None = None, lookahead_frames: int = LIVE_LOOKAHEAD_FRAMES
+               ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
         """Yield chunks ``(frames (c, H, W, 3) uint8, expressions (c, K), retrievals (c, k), weights (c, k))``.
+
+        ``audio`` is a whole input (a path, samples with their ``sampling_rate``, ``(samples, rate)``) or a
+        **live stream**: any iterator of 1-D sample chunks at ``sampling_rate`` (default 16 kHz), e.g. from
+        a microphone or a socket. A live stream's frames come out as soon as the audio covers them plus
+        ``lookahead_frames`` more (the a2e model looks a little ahead: 4 frames = 160 ms by default), so
+        the delay is bounded whatever the stream's length; expressions are predicted on a sliding window
+        of the model's training context. Silent stretches of a live stream give a closed, neutral mouth.
 
         Generation is deterministic (nothing is sampled today); ``generator`` is the diffusers calling
         convention for any sampling step, never the global RNG. ``progress``: ``None`` follows
@@ -327,15 +354,37 @@ class MemFacePipeline:
 
         timings = {} if timings is None else timings
         speaker = load_speaker(speaker)
-        clock = time.perf_counter()
+        clock = [time.perf_counter()]
 
         def lap(stage: str) -> None:
-            nonlocal clock
             now = time.perf_counter()
-            timings[stage] = timings.get(stage, 0.0) + now - clock
-            clock = now
+            timings[stage] = timings.get(stage, 0.0) + now - clock[0]
+            clock[0] = now
 
-        # 1. audio features → expressions → mouth vertices
+        live = is_live_stream(audio)
+        if live:
+            moves = self._live_expressions(audio, speaker, sampling_rate or AUDIO_SAMPLE_RATE, lookahead_frames, lap)
+        else:
+            moves = self._expressions(audio, speaker, sampling_rate, chunk_size, lap)
+        # the speaker: encoded memory, template frames (read once, on the first frames)
+        renderer, memory, template = self._prepare_speaker(speaker)
+        lap("speaker")
+        bar = tqdm(total=None if live else moves.total, **self.progress_bar_options(progress))
+        start = untrimmed = 0
+        for expressions, vertices in moves:                  # (c, K), (c, V, 3), frames start .. start + c
+            clock[0] = time.perf_counter()                   # time spent waiting for live audio is not ours
+            frames, entries, weights = self._render(renderer, memory, template, speaker, vertices, start, top_k, lap)
+            yield frames, expressions, entries, weights
+            start, untrimmed = start + len(frames), untrimmed + len(frames)
+            if untrimmed >= TRIM_EVERY_CHUNKS * chunk_size:
+                release_free_memory()            # flat resident memory for long audio (see its docstring)
+                untrimmed = 0
+            clock[0] = time.perf_counter()       # time spent by the consumer is not ours
+            bar.update(len(frames))
+        bar.close()
+
+    def _expressions(self, audio, speaker: SpeakerMemory, sampling_rate, chunk_size: int, lap) -> "_Moves":
+        """A whole input: features → expressions → mouth vertices, handed out ``chunk_size`` frames at a time."""
         waveform = self.load_waveform(audio, sampling_rate)
         features = self.frontend(waveform, AUDIO_SAMPLE_RATE)                             # (T, F)
         lap("features")
@@ -344,48 +393,101 @@ class MemFacePipeline:
         vertices = self.a2e.vertices(expressions, neutral).cpu().numpy()                   # (T, V, 3)
         expressions = expressions.cpu().numpy()
         lap("a2e")
-        # 2. the speaker: encoded memory, template frames, poses and crop transforms at the renderer's size
-        renderer, memory, template = self._prepare_speaker(speaker)
-        size = self.renderer.crop_size
-        affines = speaker.crop_affines.astype(np.float64) * (size / speaker.layout.size)   # (L, 2, 3) frame → crop
-        poses = Poses.from_array(speaker.poses)
-        mask = self.renderer.mouth_mask[0, 0].float().cpu().numpy()                        # (S, S)
-        box = self.renderer.patch_box
-        lap("speaker")
-        bar = tqdm(total=len(vertices), **self.progress_bar_options(progress))
-        for start in range(0, len(vertices), chunk_size):
-            # 3. draw the projected mouth on the template crops
-            stop = min(start + chunk_size, len(vertices))
-            index = pingpong_indices(start, stop - start, len(template))
-            points = project_mouth(vertices[start:stop], poses.take(index), affines[index])  # (c, V, 2)
-            frames = template.frames[index]                                                 # (c, H, W, 3)
-            crops = np.stack([warp_to_crop(frame, affine, size) for frame, affine in zip(frames, affines[index])])
-            sketches = np.stack([draw_mouth_sketch(p, size) for p in points])
-            lap("drawing")
-            # 4. render with the speaker's explicit memory
-            to_tensor = lambda images: torch.from_numpy(images).to(self.device).permute(0, 3, 1, 2).to(self.dtype) / 255  # noqa: E731
-            output = renderer(to_tensor(crops), to_tensor(sketches),
-                                   torch.from_numpy(vertices[start:stop]).to(self.device, self.dtype), **memory,
-                                   match_seam=True)
-            rendered = (output.image.float().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-            if output.memory_attention is not None:
-                weights, entries = output.memory_attention.float().topk(min(top_k, output.memory_attention.shape[-1]), dim=-1)
-                weights, entries = weights.cpu().numpy(), entries.cpu().numpy()
+        chunks = ((expressions[i:i + chunk_size], vertices[i:i + chunk_size])
+                  for i in range(0, len(vertices), chunk_size))
+        return _Moves(chunks, len(vertices))
+
+    def _live_expressions(self, chunks, speaker: SpeakerMemory, sampling_rate: int, lookahead: int,
+                          lap) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """A live stream of audio chunks → ``(expressions, vertices)`` of each run of frames that became
+        final: the audio reaches ``lookahead`` frames past them (or the stream ended)."""
+        if isinstance(lookahead, bool) or not isinstance(lookahead, int) or lookahead < 0:
+            raise MemFaceInputError("lookahead_frames", f"must be a whole number ≥ 0, got {lookahead!r}")
+        samples_per_frame = AUDIO_SAMPLE_RATE / self.frontend.fps
+        context = int(self.a2e.context_frames)
+        neutral = torch.from_numpy(speaker.neutral).to(self.device)
+        buffer, offset, emitted, received = np.zeros(0, np.float32), 0, 0, 0.0   # offset: frame of buffer[0]
+        chunks = iter(chunks)
+        finished = False
+        while not finished:
+            try:
+                chunk = next(chunks)
+            except StopIteration:
+                finished = True
+                chunk = np.zeros(0, np.float32)
+            chunk = self._live_chunk(chunk, sampling_rate)
+            received += len(chunk)
+            if received > self.max_audio_seconds * AUDIO_SAMPLE_RATE:
+                raise MemFaceInputError("audio", f"the live stream passed the limit of {self.max_audio_seconds:g} s")
+            buffer = np.concatenate([buffer, chunk])
+            available = int(received // samples_per_frame)                     # frames the audio covers
+            ready = available if finished else available - lookahead
+            if ready <= emitted:
+                continue
+            # predict on the last `context` frames of audio (the window the model was trained on)
+            first = max(0, available - context)
+            window = buffer[int(round((first - offset) * samples_per_frame)):
+                            int(round((available - offset) * samples_per_frame))]
+            if np.abs(window).max(initial=0.0) < SILENCE_PEAK:
+                expressions = torch.zeros(available - first, self.a2e.exp_dim, device=self.device)
             else:
-                entries = np.full((stop - start, top_k), -1, np.int64)
-                weights = np.zeros((stop - start, top_k), np.float32)
-            lap("renderer")
-            # 5. paste the mouth back into the full frames
-            out = np.array(frames)
-            for frame, crop, affine in zip(out, rendered, affines[index]):
-                paste_back(frame, crop, affine, mask, box, in_place=True)
-            lap("paste_back")
-            yield out, expressions[start:stop], entries, weights
-            if (start // chunk_size) % TRIM_EVERY_CHUNKS == TRIM_EVERY_CHUNKS - 1:
-                release_free_memory()            # flat resident memory for long audio (see its docstring)
-            clock = time.perf_counter()          # time spent by the consumer is not ours
-            bar.update(stop - start)
-        bar.close()
+                features = self.frontend(window, AUDIO_SAMPLE_RATE, available - first)        # (W, F)
+                lap("features")
+                expressions = self.a2e(torch.from_numpy(features)[None].to(self.device)).expressions[0].float()
+            expressions = expressions[emitted - first:ready - first]                          # (c, K)
+            vertices = self.a2e.vertices(expressions, neutral).cpu().numpy()                 # (c, V, 3)
+            lap("a2e")
+            yield expressions.cpu().numpy(), vertices
+            emitted = ready
+            keep_from = max(0, available - context)                              # bounded memory
+            cut = int(round((keep_from - offset) * samples_per_frame))
+            buffer, offset = buffer[cut:], keep_from
+
+    def _live_chunk(self, chunk, sampling_rate: int) -> np.ndarray:
+        chunk = np.asarray(chunk, np.float32)
+        if chunk.ndim != 1:
+            raise MemFaceInputError("audio", f"live chunks must be mono samples (samples,), got shape {chunk.shape}")
+        if not np.isfinite(chunk).all():
+            raise MemFaceInputError("audio", "a live chunk holds non-finite samples")
+        if int(sampling_rate) != AUDIO_SAMPLE_RATE and len(chunk):
+            from scipy.signal import resample_poly
+
+            divisor = np.gcd(int(sampling_rate), AUDIO_SAMPLE_RATE)
+            chunk = resample_poly(chunk, AUDIO_SAMPLE_RATE // divisor, int(sampling_rate) // divisor).astype(np.float32)
+        return chunk
+
+    def _render(self, renderer: MemFaceRenderer, memory: dict, template: "TemplateFrames", speaker: SpeakerMemory,
+                vertices: np.ndarray, start: int, top_k: int, lap) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Frames ``start .. start + c`` for mouth vertices ``(c, V, 3)``: sketch on the template crops,
+        render with the speaker's memory, paste back → ``(frames (c, H, W, 3), entries (c, k), weights (c, k))``."""
+        count, size = len(vertices), self.renderer.crop_size
+        affines = speaker.crop_affines.astype(np.float64) * (size / speaker.layout.size)   # (L, 2, 3) frame → crop
+        # 1. draw the projected mouth on the template crops
+        index = pingpong_indices(start, count, len(template))
+        points = project_mouth(vertices, Poses.from_array(speaker.poses[index]), affines[index])  # (c, V, 2)
+        frames = template.frames[index]                                                 # (c, H, W, 3)
+        crops = np.stack([warp_to_crop(frame, affine, size) for frame, affine in zip(frames, affines[index])])
+        sketches = np.stack([draw_mouth_sketch(p, size) for p in points])
+        lap("drawing")
+        # 2. render with the speaker's explicit memory
+        to_tensor = lambda images: torch.from_numpy(images).to(self.device).permute(0, 3, 1, 2).to(self.dtype) / 255  # noqa: E731
+        output = renderer(to_tensor(crops), to_tensor(sketches), torch.from_numpy(vertices).to(self.device, self.dtype),
+                          **memory, match_seam=True)
+        rendered = (output.image.float().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+        if output.memory_attention is not None:
+            weights, entries = output.memory_attention.float().topk(min(top_k, output.memory_attention.shape[-1]), dim=-1)
+            weights, entries = weights.cpu().numpy(), entries.cpu().numpy()
+        else:
+            entries = np.full((count, top_k), -1, np.int64)
+            weights = np.zeros((count, top_k), np.float32)
+        lap("renderer")
+        # 3. paste the mouth back into the full frames
+        mask = self.renderer.mouth_mask[0, 0].float().cpu().numpy()                        # (S, S)
+        out = np.array(frames)
+        for frame, crop, affine in zip(out, rendered, affines[index]):
+            paste_back(frame, crop, affine, mask, self.renderer.patch_box, in_place=True)
+        lap("paste_back")
+        return out, entries, weights
 
     def __call__(self, audio, speaker: SpeakerMemory | str = "demo", sampling_rate: int | None = None,
                  generator: torch.Generator | None = None, progress: bool | None = None) -> GenerationOutput:

@@ -253,3 +253,29 @@ def test_pipeline_push_without_a_namespace_goes_to_the_token_owner(pipe, hub_env
     name = hub_env.repo_id("bare").split("/")[1]
     url = pipe.push_to_hub(name)
     assert ("model", f"{hub_env.user}/{name}") in hub_env.server.repos and url.endswith(f"{hub_env.user}/{name}")
+
+
+def test_a_live_stream_of_chunks_gives_frames_with_bounded_lookahead(pipe, speaker):
+    """Microphone-style input: 40 ms chunks arrive one by one; a frame comes out once the audio reaches
+    `lookahead_frames` past it, never waiting for the end; the end flushes the rest; the frames match the
+    count of a whole-input generation, and the first ones come before the stream ends."""
+    speech = (tone(2.0) * (0.5 + 0.5 * np.sin(np.arange(32_000) / 800.0))).astype(np.float32)
+    speech[:4_000] = 0.0                                          # a live stream may start silent
+    fed = []
+
+    def microphone():
+        for start in range(0, len(speech), 640):
+            fed.append(start + 640)
+            yield speech[start:start + 640]
+
+    made, fed_when_made = 0, []
+    for frames, expressions, entries, _ in pipe.stream(microphone(), speaker, lookahead_frames=4, progress=False):
+        assert frames.shape[0] == expressions.shape[0] == entries.shape[0] >= 1
+        made += len(frames)
+        fed_when_made.append((made, fed[-1] if fed else 0))
+    assert made == 50                                             # 2 s at 25 fps, as for the whole input
+    assert made == pipe(speech, speaker, sampling_rate=16_000, progress=False).num_frames
+    assert fed_when_made[0][1] < len(speech)                              # frames came out before the stream ended
+    assert all(samples_fed <= (count + 4) * 640 for count, samples_fed in fed_when_made[:-1])   # bounded lookahead
+    with pytest.raises(MemFaceInputError, match="mono"):
+        list(pipe.stream(iter([np.zeros((2, 640), np.float32)]), speaker, progress=False))
