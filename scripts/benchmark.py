@@ -52,7 +52,8 @@ def child(seconds: float, model: str | None, speaker: str, threads: int) -> dict
         wall = time.perf_counter() - started
         info = probe(Path(work) / "bench.mp4")
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    live = stream_latency(pipe, speaker_memory, samples, rate) if seconds <= 60 else {}
+    live = {**stream_latency(pipe, speaker_memory, samples, rate),
+            "finetune_steps_per_s": finetune_speed(pipe, speaker_memory)} if seconds <= 60 else {}
     return {"seconds": seconds, "gflop_per_frame": renderer_gflop_per_frame(pipe, speaker_memory), **live, "frames": result.num_frames, "wall_s": wall, "timings": result.timings,
             "cold_first_frame_s": cold_first_frame,
             "peak_rss_mb": peak_kb / 1024.0, "crop_size": pipe.renderer.crop_size,
@@ -87,6 +88,16 @@ def stream_latency(pipe, speaker, samples, rate: int, seconds: float = 10.0, chu
         made += len(frames)
     return {"stream_latency_s": float(np.median(latencies)), "stream_latency_p90_s": float(np.percentile(latencies, 90)),
             "stream_frames": made}
+
+
+def finetune_speed(pipe, speaker, steps: int = 30) -> float:
+    """Adaptation's renderer fine-tuning, steps per second (batch 4), on the speaker's own template video."""
+    from memface_hub.training.adapt import adapt_speaker
+
+    with tempfile.TemporaryDirectory() as work:
+        result = adapt_speaker(speaker.template_path, Path(work) / "speaker", renderer=pipe.renderer,
+                               finetune_steps=steps, progress=False)
+    return result.finetune_steps / result.finetune_seconds
 
 
 def renderer_gflop_per_frame(pipe, speaker) -> float:
@@ -126,6 +137,7 @@ def markdown_table(result: dict) -> str:
               f"| live stream latency, chunk in → its frame out (s), median / p90 | "
               f"{result['stream_latency_s']:.2f} / {result['stream_latency_p90_s']:.2f} |",
               f"| renderer GFLOP per frame | {result['gflop_per_frame']:.2f} |",
+              f"| adaptation fine-tuning steps/s (batch 4) | {result['finetune_steps_per_s']:.2f} |",
               f"| renderer achieved GFLOP/s | {result['achieved_gflops']:.1f} |",
               f"| peak RSS, {short:g} s of audio (MB) | {result['peak_rss_mb_30s']:.0f} |",
               f"| peak RSS, {long:g} s of audio (MB) | {result['peak_rss_mb_5min']:.0f} |"]
@@ -160,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         "first_frame_s_cold": short["cold_first_frame_s"],
         "gflop_per_frame": short["gflop_per_frame"],
         "stream_latency_s": short["stream_latency_s"], "stream_latency_p90_s": short["stream_latency_p90_s"],
+        "finetune_steps_per_s": short["finetune_steps_per_s"],
         "achieved_gflops": short["gflop_per_frame"] / max(stages["renderer"] / 1000.0, 1e-9),
         "short_seconds": args.short_seconds, "long_seconds": args.long_seconds,
         "machine": f"{os.cpu_count()} CPU cores, torch threads {args.threads}",
