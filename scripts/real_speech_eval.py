@@ -72,7 +72,43 @@ def parse_args(argv):
     parser.add_argument("--closure", action=argparse.BooleanOptionalAction, default=True,
                         help="bilabial closure of GRID clips by forced alignment (default: on)")
     parser.add_argument("--out", default=str(ROOT / "docs/results/real_speech.json"), help="results JSON")
+    parser.add_argument("--figure", default=None,
+                        help="PNG of predicted vs real lip motion on the longest evaluated clip (e.g. "
+                             "docs/real_speech_lips.png)")
     return parser.parse_args(argv)
+
+
+def plot_lips(path: Path, model, frontend, shard, title: str) -> Path:
+    """The whole clip: the real speaker's lip gap, the model's predicted opening and the loudness, each
+    standardised (zero mean, unit variance), with the protocol's cut marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fps = float(shard.meta.get("fps", 25.0))
+    audio = load_audio(shard.audio_path)
+    standard = lambda x: (x - np.mean(x)) / (np.std(x) + 1e-9)  # noqa: E731
+    real = real_lip_gaps(shard)
+    predicted = predicted_opening(model, frontend, audio, shard.num_frames, shard.neutral_mouth)
+    loud = loudness(audio, AUDIO_SAMPLE_RATE, shard.num_frames, fps)
+    seconds = np.arange(shard.num_frames) / fps
+    figure, axis = plt.subplots(figsize=(8, 2.6), dpi=100)
+    axis.plot(seconds, standard(real), color="black", label="real lips (tracked)")
+    axis.plot(seconds, standard(predicted), color="tab:red", label="predicted mouth opening")
+    axis.plot(seconds, standard(loud), color="tab:blue", alpha=0.4, label="loudness")
+    axis.axvline(cut_frame(shard.num_frames, fps) / fps, color="grey", linestyle="--", linewidth=1)
+    axis.set_xlabel("seconds (dashed: adaptation | test cut)")
+    axis.set_yticks([])
+    axis.set_title(title, fontsize=9)
+    axis.legend(fontsize=7, loc="upper right", ncol=3)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp.png")
+    figure.savefig(temporary)
+    plt.close(figure)
+    temporary.replace(path)
+    return path
 
 
 def held_out_clips(corpus: Path, people_file: str | None, split: str) -> list[tuple[str, str]]:
@@ -213,7 +249,7 @@ def main(argv=None) -> int:
         return 2
     model = MemFaceAudioToExpression.from_pretrained(args.a2e).eval()
     frontend = build_frontend(model.frontend)
-    rows, grid_shards = [], []
+    rows, grid_shards, evaluated = [], [], []
     for person, clip in clips:
         shard = load_shard(corpus / "shards" / clip)
         if shard.audio_path is None or is_silent(load_audio(shard.audio_path)):
@@ -224,6 +260,7 @@ def main(argv=None) -> int:
             logger.warning("%s (%s): the evaluated part has no sound; skipped", clip, person)
             continue
         rows.append(row)
+        evaluated.append((person, shard))
         if is_grid_clip(clip):
             grid_shards.append(shard)
         logger.info("%s (%s): lip corr %s at lag 0, best %s at lag %d; loudness %s", clip, person,
@@ -243,6 +280,12 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out, json.dumps(result, indent=1))
+    if args.figure:
+        longest = max(evaluated, key=lambda item: item[1].num_frames)
+        whole = evaluate_clip(model, frontend, longest[1], test_part=False)
+        plot_lips(Path(args.figure), model, frontend, longest[1],
+                  f"held-out {longest[0]} ({longest[1].path.name}), whole clip: lip corr {whole['lip_corr_0']:.2f}, "
+                  f"loudness {whole['loudness_corr_0']:.2f} (a2e: {Path(args.a2e).name})")
     logger.info("%d clips: mean lip corr %s (loudness baseline %s), |lag| <= 1 on %s; wrote %s", summary["clips"],
                 summary["lip_corr_0"], summary["loudness_corr_0"], summary["lag_within_1_fraction"], out)
     return 0
