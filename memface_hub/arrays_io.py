@@ -96,9 +96,13 @@ def atomic_folder(directory: str | os.PathLike) -> Iterator[Path]:
         for path in staging.rglob("*"):
             path.chmod(0o755 if path.is_dir() else 0o644)
         staging.chmod(0o755)
-        if directory.exists():
-            shutil.rmtree(directory)
+        previous = None
+        if directory.exists():                  # move the old folder aside first: never a moment without one
+            previous = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old-", dir=directory.parent))
+            os.replace(directory, previous / directory.name)
         os.replace(staging, directory)
+        if previous is not None:
+            shutil.rmtree(previous, ignore_errors=True)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import signal
+import threading
 import json
 import logging
 import sys
@@ -492,8 +494,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum, frame) -> None:
+    """SIGTERM ends the command like Ctrl-C does: staging folders and temporary files are cleaned up by the
+    ``finally`` blocks that own them, and what was already written stays as it was."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("accelerate", "httpx", "urllib3"):

@@ -112,6 +112,15 @@ class StrictHubMixin(PyTorchModelHubMixin):
     """``PyTorchModelHubMixin`` whose ``from_pretrained`` reads only validated safetensors, strictly."""
 
     @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """A model folder or a Hub repo id; a path that names no folder is a one-line error, not a Hub lookup."""
+        name = str(pretrained_model_name_or_path)
+        if not os.path.isdir(name) and (name.startswith(("/", ".", "~")) or name.count("/") > 1
+                                        or os.path.exists(name)):
+            raise MemFaceInputError(name, "no such model folder (and not a Hub repo id user/name)")
+        return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+
+    @classmethod
     def _from_pretrained(cls, *, model_id: str, revision: str | None, cache_dir: str | Path | None,
                          force_download: bool, local_files_only: bool, token: str | bool | None,
                          map_location: str = "cpu", **model_kwargs):

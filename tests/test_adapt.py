@@ -50,3 +50,63 @@ def test_adapt_refuses_long_or_faceless_video(tmp_path):
         adapt_speaker(wall, tmp_path / "out", max_seconds=0.1, progress=False)
     assert not (tmp_path / "out").exists()
     assert len(read_frames(wall)) == 10
+
+
+@pytest.fixture
+def tuned_speaker(carphone_path, tmp_path):
+    """A speaker folder with a fine-tuned delta: what a second adaptation must not destroy."""
+    torch.manual_seed(0)
+    MemFaceRenderer(crop_size=64, base_channels=8, depth=2, value_channels=8, memory_dim=16).save_pretrained(
+        tmp_path / "renderer")
+    adapt_speaker(carphone_path, tmp_path / "speaker", entries=12, renderer=tmp_path / "renderer",
+                  finetune_steps=2, progress=False)
+    before = {path.name: path.read_bytes() for path in (tmp_path / "speaker").iterdir()}
+    assert DELTA_FILE in before
+    return tmp_path / "speaker", before
+
+
+def _leftovers(folder):
+    return sorted(path.name for path in folder.parent.iterdir() if path.name.startswith(f".{folder.name}."))
+
+
+@pytest.mark.slow
+def test_a_failed_or_interrupted_adaptation_leaves_the_previous_speaker_intact(carphone_path, tuned_speaker,
+                                                                             tmp_path, monkeypatch):
+    folder, before = tuned_speaker
+    with pytest.raises(MemFaceInputError):                     # a bad --renderer fails before any work
+        adapt_speaker(carphone_path, folder, renderer=tmp_path / "no_such_renderer", finetune_steps=2,
+                      progress=False)
+    import memface_hub.training.adapt as adapt_module
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(adapt_module, "finetune_renderer", interrupted)
+    with pytest.raises(KeyboardInterrupt):                     # Ctrl-C (or SIGTERM, via the CLI) mid fine-tuning
+        adapt_speaker(carphone_path, folder, renderer=tmp_path / "renderer", finetune_steps=2, progress=False)
+    assert {path.name: path.read_bytes() for path in folder.iterdir()} == before
+    assert _leftovers(folder) == []
+    SpeakerMemory.from_pretrained(folder)
+
+
+@pytest.mark.slow
+def test_sigterm_during_adapt_cleans_up_and_keeps_the_previous_speaker(carphone_path, tuned_speaker, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    folder, before = tuned_speaker
+    command = [sys.executable, "-m", "memface_hub.cli", "adapt", str(carphone_path), "--out", str(folder),
+               "--renderer", str(tmp_path / "renderer"), "--finetune-seconds", "60", "--entries", "12"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not _leftovers(folder):    # wait until its staging folder exists
+        time.sleep(0.2)
+    time.sleep(1.0)
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM, process.stderr[-2000:] if process.stderr else ""
+    assert {path.name: path.read_bytes() for path in folder.iterdir()} == before
+    assert _leftovers(folder) == []
+    assert not [name for name in os.listdir(tmp_path) if name.startswith("memface-adapt-")]

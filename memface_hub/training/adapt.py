@@ -25,11 +25,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..arrays_io import save_arrays
+from ..arrays_io import atomic_folder, save_arrays
 from ..data.preprocess import preprocess_clip
 from ..errors import MemFaceInputError
 from ..renderer import MemFaceRenderer, apply_renderer_delta, renderer_delta  # noqa: F401 (re-exported)
-from ..speaker import DELTA_FILE, SpeakerMemory
+from ..speaker import DELTA_FILE, SPEAKER_FILE, SpeakerMemory
 from ..data.renderer_frames import RendererFrames
 from .losses import renderer_loss
 
@@ -121,23 +121,31 @@ def adapt_speaker(video: str | os.PathLike, out_dir: str | os.PathLike, name: st
     """
     report = on_stage or (lambda stage: None)
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="memface-adapt-") as work:
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise MemFaceInputError(out_dir, "is a file; the speaker memory needs a folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / SPEAKER_FILE).exists():
+        raise MemFaceInputError(out_dir, "exists and is not a speaker memory; refusing to overwrite")
+    finetune = renderer is not None and bool(finetune_steps or finetune_seconds)
+    if finetune and not isinstance(renderer, MemFaceRenderer):
+        renderer = MemFaceRenderer.from_pretrained(renderer)           # a bad --renderer fails before any work
+    # Everything is built in a staging folder renamed over ``out_dir`` at the end: an interruption or an
+    # error leaves the previous speaker (and its delta) as it was.
+    with tempfile.TemporaryDirectory(prefix="memface-adapt-") as work, atomic_folder(out_dir) as staging:
         report("tracking")
         result = preprocess_clip(video, work, require_audio=False, max_seconds=max_seconds, progress=progress)
         shard_dir = Path(work) / result.clip_id
         report("memory")
         memory = SpeakerMemory.build(shard_dir, num_entries=entries, name=name, source_video=video)
-        speaker_dir = memory.save_pretrained(out_dir)
-        memory_seconds = time.perf_counter() - started
-        outcome = AdaptationResult(speaker_dir, memory_seconds)
-        if renderer is not None and (finetune_steps or finetune_seconds):
-            base = renderer if isinstance(renderer, MemFaceRenderer) else MemFaceRenderer.from_pretrained(renderer)
-            tuned = copy.deepcopy(base)
+        memory.save_pretrained(staging)
+        outcome = AdaptationResult(out_dir, time.perf_counter() - started)
+        if finetune:
+            tuned = copy.deepcopy(renderer)
             report("fine-tuning")
             tuned_started = time.perf_counter()
             tuned, steps = finetune_renderer(tuned, shard_dir, entries, finetune_steps, finetune_seconds,
                                              progress=progress)
-            save_arrays(speaker_dir / DELTA_FILE, renderer_delta(base, tuned),
+            save_arrays(staging / DELTA_FILE, renderer_delta(renderer, tuned),
                         metadata={"format": "memface-renderer-delta", "version": "1"})
             outcome.finetune_seconds = time.perf_counter() - tuned_started
             outcome.finetune_steps = steps
