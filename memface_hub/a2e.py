@@ -52,6 +52,14 @@ class MemFaceAudioToExpression(nn.Module, StrictHubMixin, library_name="memface_
     ``frontend`` (its serialised config).
     """
 
+    config_limits = {   # what a config.json may ask for (checked before anything is allocated)
+        "feature_dim": ((int,), 1, 8192), "exp_dim": ((int,), 1, 256), "d_model": ((int,), 8, 2048),
+        "num_heads": ((int,), 1, 64), "num_encoder_layers": ((int,), 1, 24), "num_decoder_layers": ((int,), 1, 24),
+        "ff_dim": ((int,), 8, 8192), "dropout": ((int, float), 0.0, 0.9), "memory": ((str,), None, None),
+        "memory_slots": ((int,), 2, 65536), "memory_dim": ((int,), 1, 1024),
+        "memory_top_k": ((int, type(None)), 1, 65536), "num_mouth_vertices": ((int,), 1, 478),
+        "frontend": ((dict, type(None)), None, None), "context_frames": ((int,), 2, 4096)}
+
     def __init__(self, feature_dim: int = 320, exp_dim: int = 16, d_model: int = 128, num_heads: int = 4,
                  num_encoder_layers: int = 2, num_decoder_layers: int = 2, ff_dim: int = 256,
                  dropout: float = 0.1, memory: str = "implicit", memory_slots: int = 1000, memory_dim: int = 64,

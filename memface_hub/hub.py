@@ -9,6 +9,7 @@ naming them, before anything reaches ``load_state_dict``.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -108,16 +109,76 @@ def load_state_strict(model: torch.nn.Module, path: str | os.PathLike, map_locat
     model.load_state_dict(state, strict=True)
 
 
+CONFIG_FILE = "config.json"
+MAX_CONFIG_BYTES = 64 * 1024
+MAX_JSON_DEPTH = 8
+
+
+def json_depth(value, limit: int = MAX_JSON_DEPTH, depth: int = 1) -> int:
+    """Nesting depth of a parsed JSON value (stops counting past ``limit``)."""
+    if depth > limit or not isinstance(value, (dict, list)):
+        return depth
+    children = value.values() if isinstance(value, dict) else value
+    return max([json_depth(child, limit, depth + 1) for child in children] or [depth])
+
+
+def read_json_file(path: str | os.PathLike, max_bytes: int = MAX_CONFIG_BYTES) -> dict:
+    """A small JSON object from ``path``: size, syntax, type and depth checked; errors name the file."""
+    path = Path(path)
+    if path.stat().st_size > max_bytes:
+        raise MemFaceInputError(path, f"is {path.stat().st_size} bytes; a config is at most {max_bytes}")
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+        raise MemFaceInputError(path, f"not valid JSON ({type(err).__name__})") from None
+    if not isinstance(value, dict):
+        raise MemFaceInputError(path, f"must hold a JSON object, not a {type(value).__name__}")
+    if json_depth(value) > MAX_JSON_DEPTH:
+        raise MemFaceInputError(path, f"nests deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
+def check_config(config: dict, limits: dict, source) -> None:
+    """Every field of a model config against ``limits`` (name → (types, low, high)): unknown fields, wrong
+    types (a bool is not a number) and out-of-range numbers are refused, naming the file and the field,
+    before anything is allocated."""
+    unknown = sorted(set(config) - set(limits))
+    if unknown:
+        raise MemFaceInputError(source, f"unknown fields {unknown[:5]}")
+    for name, value in config.items():
+        types, low, high = limits[name]
+        if value is None and type(None) in types:
+            continue
+        if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+            raise MemFaceInputError(source, f"field {name!r} must be {'/'.join(t.__name__ for t in types)}, "
+                                    f"got {type(value).__name__}")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and low is not None \
+                and not (low <= value <= high and value == value):
+            raise MemFaceInputError(source, f"field {name!r} must be in [{low}, {high}], got {value!r}")
+
+
 class StrictHubMixin(PyTorchModelHubMixin):
-    """``PyTorchModelHubMixin`` whose ``from_pretrained`` reads only validated safetensors, strictly."""
+    """``PyTorchModelHubMixin`` whose ``from_pretrained`` reads only validated safetensors, strictly, after
+    checking ``config.json`` against the class's ``config_limits`` (sizes a hostile config could inflate)."""
+
+    config_limits: dict = {}
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
         """A model folder or a Hub repo id; a path that names no folder is a one-line error, not a Hub lookup."""
         name = str(pretrained_model_name_or_path)
-        if not os.path.isdir(name) and (name.startswith(("/", ".", "~")) or name.count("/") > 1
-                                        or os.path.exists(name)):
+        if os.path.isdir(name):
+            config_path = Path(name) / CONFIG_FILE
+            if not config_path.is_file():
+                raise MemFaceInputError(name, f"no {CONFIG_FILE}")
+        elif name.startswith(("/", ".", "~")) or name.count("/") > 1 or os.path.exists(name):
             raise MemFaceInputError(name, "no such model folder (and not a Hub repo id user/name)")
+        else:
+            options = {key: kwargs[key] for key in ("revision", "cache_dir", "force_download", "token",
+                                                    "local_files_only") if key in kwargs}
+            config_path = hf_hub_download(repo_id=name, filename=CONFIG_FILE, **options)
+        if cls.config_limits:
+            check_config(read_json_file(config_path), cls.config_limits, config_path)
         return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
 
     @classmethod

@@ -100,6 +100,14 @@ class MemFaceRenderer(nn.Module, StrictHubMixin, library_name="memface_hub",
                       repo_url="https://github.com/memface-hub/memface_hub", license="apache-2.0"):
     """Template crop + projected mouth (+ the speaker's explicit memory) → rendered crop."""
 
+    config_limits = {   # what a config.json may ask for (checked before anything is allocated)
+        "crop_size": ((int,), 32, 1024), "base_channels": ((int,), 2, 256), "depth": ((int,), 1, 6),
+        "memory": ((str,), None, None), "memory_dim": ((int,), 1, 1024), "value_channels": ((int,), 1, 512),
+        "implicit_slots": ((int,), 2, 65536), "memory_top_k": ((int, type(None)), 1, 65536),
+        "feather": ((int,), 0, 64), "num_mouth_vertices": ((int,), 1, 478),
+        "crop_layout": ((dict, type(None)), None, None), "colour_normalise": ((bool,), None, None),
+        "ring_width": ((int, float), 0.001, 0.49), "memory_image": ((bool,), None, None)}
+
     def __init__(self, crop_size: int = 256, base_channels: int = 32, depth: int = 4, memory: str = "explicit",
                  memory_dim: int = 64, value_channels: int = 64, implicit_slots: int = 300,
                  memory_top_k: int | None = None, feather: int = 6,

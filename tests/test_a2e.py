@@ -256,3 +256,17 @@ def test_training_runs_under_accelerate_with_two_processes(tiny_shards, tiny_cor
     state = json.loads((tmp_path / "ddp" / "trainer_state.json").read_text())
     assert state["epoch"] == 2
     assert MemFaceAudioToExpression.from_pretrained(tmp_path / "ddp" / "best").memory_kind == "implicit"
+
+
+def test_an_a2e_config_asking_for_a_million_layers_is_refused(tmp_path):
+    import json
+
+    from memface_hub.errors import MemFaceInputError
+
+    model = MemFaceAudioToExpression(d_model=32, num_heads=2, num_encoder_layers=1, num_decoder_layers=1, ff_dim=64,
+                                     memory_slots=16, memory_dim=16)
+    model.save_pretrained(tmp_path / "a2e")
+    path = tmp_path / "a2e" / "config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "num_encoder_layers": 1_000_000}))
+    with pytest.raises(MemFaceInputError, match="field 'num_encoder_layers' must be in"):
+        MemFaceAudioToExpression.from_pretrained(tmp_path / "a2e")

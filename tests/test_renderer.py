@@ -221,3 +221,25 @@ def test_frames_split_into_an_adaptation_part_and_a_test_part(tiny_shards, tiny_
     assert len(before) + len(after) == len(frames) and before.bank is None and after.bank is None
     assert before.frames.max() < cut <= after.frames.min()
     assert (after.crops == frames.crops[frames.frames >= cut]).all()
+
+
+@pytest.mark.parametrize("edit, problem", [
+    (lambda c: {**c, "crop_size": 2 ** 20}, "field 'crop_size' must be in"),
+    (lambda c: {**c, "base_channels": 1e9}, "field 'base_channels' must be int"),
+    (lambda c: {**c, "depth": True}, "field 'depth' must be int"),
+    (lambda c: {**c, "surprise": 1}, "unknown fields"),
+    (lambda c: [c], "must hold a JSON object"),
+    (lambda c: "[" * 100_000 + "]" * 100_000, "a config is at most"),
+    (lambda c: "[" * 5_000 + "]" * 5_000, "not valid JSON"),
+    (lambda c: {**c, "crop_layout": {"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": 1}}}}}}}}}, "nests deeper"),
+])
+def test_hostile_configs_are_refused_before_anything_is_allocated(tmp_path, edit, problem):
+    import json
+
+    MemFaceRenderer(**SMALL).save_pretrained(tmp_path / "r")
+    path = tmp_path / "r" / "config.json"
+    edited = edit(json.loads(path.read_text()))
+    path.write_text(edited if isinstance(edited, str) else json.dumps(edited))
+    with pytest.raises(MemFaceInputError, match=problem) as info:
+        MemFaceRenderer.from_pretrained(tmp_path / "r")
+    assert "config.json" in str(info.value) and "\n" not in str(info.value)
