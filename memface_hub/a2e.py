@@ -45,7 +45,8 @@ def sinusoidal_positions(length: int, dim: int, device=None) -> torch.Tensor:
 
 class MemFaceAudioToExpression(nn.Module, StrictHubMixin, library_name="memface_hub",
                                tags=["memface", "talking-face", "audio-to-expression"],
-                               repo_url="https://github.com/memface-hub/memface_hub", license="apache-2.0"):
+                               repo_url="https://github.com/memface-hub/memface_hub", license="apache-2.0",
+                               paper_url="https://arxiv.org/abs/2212.05005"):
     """Audio features → mouth expression coefficients, with an implicit key–value memory.
 
     Args mirror ``config.json``. ``feature_dim`` must match the audio front end described by

@@ -198,22 +198,26 @@ class MemFacePipeline:
         renderer = MemFaceRenderer.from_pretrained(directory / "renderer")
         return cls(a2e, renderer, **kwargs).to(device, dtype)
 
-    def model_card(self, repo_id: str, training_data: str | None = None) -> str:
-        """The pipeline's README.md, from ``model_cards/pipeline_card.md``."""
+    def model_card(self, repo_id: str, training_data: str | None = None, evaluation: str | None = None,
+                   license: str = "apache-2.0") -> str:
+        """The pipeline's README.md, from ``model_cards/pipeline_card.md``; ``license``: the weights' licence
+        (a Hub identifier), set by whoever publishes them."""
         from huggingface_hub import ModelCardData
 
         from .cards import render_card
 
-        data = ModelCardData(library_name="memface_hub", license="apache-2.0", pipeline_tag="text-to-video",
+        data = ModelCardData(library_name="memface_hub", license=license, pipeline_tag="text-to-video",
                              tags=["memface", "talking-face", "audio-to-video", "synthetic-media"])
         return render_card(
             "pipeline_card.md", data, repo_id=repo_id, frontend=self.frontend.name, a2e_memory=self.a2e.memory_kind,
             memory_slots=self.a2e.memory_slots, exp_dim=self.a2e.exp_dim,
             crop_size=self.renderer.crop_size, renderer_memory=self.renderer.memory_kind, version=__version__,
-            training_data=training_data or "Not recorded: describe the training corpus here.")
+            training_data=training_data or "Not recorded: describe the training corpus here.",
+            evaluation=evaluation or "Not recorded: give the figures that describe these weights here.")
 
     def save_pretrained(self, directory: str | os.PathLike, card: bool = True, repo_id: str | None = None,
-                        training_data: str | None = None) -> Path:
+                        training_data: str | None = None, evaluation: str | None = None,
+                        license: str = "apache-2.0") -> Path:
         """Write ``model_index.json``, ``a2e/``, ``renderer/`` (and a model card) atomically."""
         directory = Path(directory)
         if directory.exists() and any(directory.iterdir()) and not (directory / PIPELINE_INDEX).exists():
@@ -229,12 +233,15 @@ class MemFacePipeline:
                      "frontend": self.frontend.config(), "crop_size": self.renderer.crop_size}
             (staging / PIPELINE_INDEX).write_text(json.dumps(index, indent=1))
             if card:
-                (staging / "README.md").write_text(self.model_card(repo_id or directory.name, training_data))
+                (staging / "README.md").write_text(self.model_card(repo_id or directory.name, training_data,
+                                                                   evaluation, license))
         return directory
 
     def push_to_hub(self, repo_id: str, *, private: bool = False, token: str | None = None,
-                    commit_message: str = "Upload MemFace pipeline", training_data: str | None = None) -> str:
-        """Save to a temporary folder and upload it as the model repo ``repo_id``; returns its URL."""
+                    commit_message: str = "Upload MemFace pipeline", training_data: str | None = None,
+                    evaluation: str | None = None, license: str = "apache-2.0") -> str:
+        """Save to a temporary folder and upload it as the model repo ``repo_id``; returns its URL.
+        ``license`` (a Hub identifier) is the weights' licence, the publisher's choice."""
         from huggingface_hub import HfApi
 
         refuse_token_like(repo_id)
@@ -242,7 +249,8 @@ class MemFacePipeline:
         if "/" not in repo_id:
             repo_id = f"{api.whoami()['name']}/{repo_id}"          # the card names the full repo id
         with tempfile.TemporaryDirectory(prefix="memface-push-") as work:
-            folder = self.save_pretrained(Path(work) / "pipeline", repo_id=repo_id, training_data=training_data)
+            folder = self.save_pretrained(Path(work) / "pipeline", repo_id=repo_id, training_data=training_data,
+                                          evaluation=evaluation, license=license)
             api.create_repo(repo_id, private=private, exist_ok=True)
             api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message=commit_message)
         return f"{api.endpoint}/{repo_id}"

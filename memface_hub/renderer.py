@@ -97,7 +97,8 @@ class PatchEncoder(nn.Module):
 
 class MemFaceRenderer(nn.Module, StrictHubMixin, library_name="memface_hub",
                       tags=["memface", "talking-face", "neural-renderer"],
-                      repo_url="https://github.com/memface-hub/memface_hub", license="apache-2.0"):
+                      repo_url="https://github.com/memface-hub/memface_hub", license="apache-2.0",
+                      paper_url="https://arxiv.org/abs/2212.05005"):
     """Template crop + projected mouth (+ the speaker's explicit memory) → rendered crop."""
 
     config_limits = {   # what a config.json may ask for (checked before anything is allocated)

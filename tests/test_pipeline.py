@@ -279,3 +279,11 @@ def test_a_live_stream_of_chunks_gives_frames_with_bounded_lookahead(pipe, speak
     assert all(samples_fed <= (count + 4) * 640 for count, samples_fed in fed_when_made[:-1])   # bounded lookahead
     with pytest.raises(MemFaceInputError, match="mono"):
         list(pipe.stream(iter([np.zeros((2, 640), np.float32)]), speaker, progress=False))
+
+
+def test_the_pipeline_card_has_the_paper_uses_and_the_publishers_licence(pipe):
+    card = pipe.model_card("someone/memface", training_data="some people", evaluation="ΔE 2.0 on 5 people",
+                           license="cc-by-nc-4.0")
+    assert "license: cc-by-nc-4.0" in card and "arxiv.org/abs/2212.05005" in card and "@article{" in card
+    assert "## Out-of-scope use" in card and "Impersonation" in card and "ΔE 2.0 on 5 people" in card
+    assert "pip install memface_hub" in card
