@@ -130,7 +130,7 @@ def paste_back(frame: np.ndarray, crop: np.ndarray, affine: np.ndarray, mask: np
     inverse = cv2.invertAffineTransform(affine)
     inverse[:, 2] -= (x0, y0)                                  # frame region → its own origin
     size = (x1 - x0, y1 - y0)
-    back = cv2.warpAffine(crop, inverse, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    back = cv2.warpAffine(crop, inverse, size, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
     weight = cv2.warpAffine(mask.astype(np.float32, copy=False), inverse, size, flags=cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)[..., None]
     region = out[y0:y1, x0:x1].astype(np.float32)
