@@ -355,6 +355,8 @@ def _add_train_a2e(commands) -> None:
     parser.add_argument("--batch-size", type=positive_int, default=16, help="windows per batch and process (default: 16)")
     parser.add_argument("--lr", type=positive_float, default=1e-3, help="peak learning rate (default: 1e-3)")
     parser.add_argument("--window", type=positive_int, default=64, help="training window in frames (default: 64)")
+    parser.add_argument("--real-repeat", type=positive_int, default=1,
+                        help="with a multi-person corpus.json: count real clips this many times (default: 1)")
     parser.add_argument("--d-model", type=positive_int, default=128, help="transformer width (default: 128)")
     parser.add_argument("--layers", type=positive_int, default=2, help="encoder and decoder layers each (default: 2)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
@@ -371,8 +373,8 @@ def _run_train_a2e(args) -> int:
     best = train_a2e(A2ETrainingConfig(
         shards=args.shards, output_dir=args.out, splits=args.splits, frontend=frontend, memory=args.memory,
         memory_slots=args.memory_slots, memory_dim=args.memory_dim, epochs=args.epochs, batch_size=args.batch_size,
-        learning_rate=args.lr, window=args.window, d_model=args.d_model, num_layers=args.layers, seed=args.seed,
-        resume=args.resume))
+        learning_rate=args.lr, window=args.window, real_repeat=args.real_repeat, d_model=args.d_model,
+        num_layers=args.layers, seed=args.seed, resume=args.resume))
     logger.info("best model: %s", Path(best).resolve())
     return 0
 

@@ -62,6 +62,7 @@ class A2ETrainingConfig:
     expression_weight: float = 1.0
     vertex_weight: float = 1.0
     regulariser_weight: float = 0.01
+    real_repeat: int = 1                   # real clips' windows count this many times (a multi-person corpus.json)
     seed: int = 0
     resume: bool = False
     progress: bool = True
@@ -121,6 +122,11 @@ def train_a2e(config: A2ETrainingConfig) -> Path:
         train_clips = load_a2e_clips(config.shards, train_ids, frontend, mouth_model,
                                      progress=config.progress and accelerator.is_main_process)
         val_clips = load_a2e_clips(config.shards, val_ids, frontend, mouth_model)
+    if config.real_repeat > 1 and config.splits:
+        corpus = json.loads(Path(config.splits).read_text()).get("clips")
+        real = [clip for clip in train_clips
+                if isinstance(corpus, dict) and corpus.get(clip.clip_id, {}).get("source") == "real"]
+        train_clips = train_clips + real * (config.real_repeat - 1)       # real voices weigh more than TTS ones
     train_set = A2EWindows(train_clips, config.window, stride=config.window // 2)
     val_set = A2EWindows(val_clips, config.window)
 
