@@ -270,3 +270,17 @@ def test_an_a2e_config_asking_for_a_million_layers_is_refused(tmp_path):
     path.write_text(json.dumps({**json.loads(path.read_text()), "num_encoder_layers": 1_000_000}))
     with pytest.raises(MemFaceInputError, match="field 'num_encoder_layers' must be in"):
         MemFaceAudioToExpression.from_pretrained(tmp_path / "a2e")
+
+
+def test_real_clips_can_weigh_more_than_synthetic_ones(tmp_path):
+    import json
+    from types import SimpleNamespace
+
+    from memface_hub.training.train_a2e import weigh_real_clips
+
+    clips = [SimpleNamespace(clip_id=name) for name in ("real_a", "syn_b", "unlisted")]
+    corpus = tmp_path / "corpus.json"
+    corpus.write_text(json.dumps({"clips": {"real_a": {"source": "real"}, "syn_b": {"source": "synthetic"}}}))
+    assert [c.clip_id for c in weigh_real_clips(clips, str(corpus), 3)] == \
+        ["real_a", "syn_b", "unlisted", "real_a", "real_a"]
+    assert weigh_real_clips(clips, str(corpus), 1) == clips and weigh_real_clips(clips, None, 3) == clips

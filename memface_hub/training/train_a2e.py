@@ -68,6 +68,16 @@ class A2ETrainingConfig:
     progress: bool = True
 
 
+def weigh_real_clips(clips: list, splits: str | None, repeat: int) -> list:
+    """``clips`` with each real clip (``source: real`` in a multi-person ``corpus.json``) ``repeat`` times:
+    a few minutes of real voices then weigh more beside the synthetic ones."""
+    if repeat <= 1 or not splits:
+        return list(clips)
+    corpus = json.loads(Path(splits).read_text()).get("clips")
+    real = [clip for clip in clips if isinstance(corpus, dict) and corpus.get(clip.clip_id, {}).get("source") == "real"]
+    return list(clips) + real * (repeat - 1)
+
+
 def explicit_memory_from_clips(clips, slots: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """The a2e ablation's explicit memory: ``slots`` random valid training frames, features → expressions."""
     features = np.concatenate([c.features[c.valid] for c in clips])
@@ -122,11 +132,7 @@ def train_a2e(config: A2ETrainingConfig) -> Path:
         train_clips = load_a2e_clips(config.shards, train_ids, frontend, mouth_model,
                                      progress=config.progress and accelerator.is_main_process)
         val_clips = load_a2e_clips(config.shards, val_ids, frontend, mouth_model)
-    if config.real_repeat > 1 and config.splits:
-        corpus = json.loads(Path(config.splits).read_text()).get("clips")
-        real = [clip for clip in train_clips
-                if isinstance(corpus, dict) and corpus.get(clip.clip_id, {}).get("source") == "real"]
-        train_clips = train_clips + real * (config.real_repeat - 1)       # real voices weigh more than TTS ones
+    train_clips = weigh_real_clips(train_clips, config.splits, config.real_repeat)
     train_set = A2EWindows(train_clips, config.window, stride=config.window // 2)
     val_set = A2EWindows(val_clips, config.window)
 
