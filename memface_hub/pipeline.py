@@ -491,9 +491,11 @@ class MemFacePipeline:
         lap("renderer")
         # 3. paste the mouth back into the full frames
         mask = self.renderer.mouth_mask[0, 0].float().cpu().numpy()                        # (S, S)
+        face = np.ones(count, bool) if speaker.face is None else speaker.face[index]       # (c,)
         out = np.array(frames)
-        for frame, crop, affine in zip(out, rendered, affines[index]):
-            paste_back(frame, crop, affine, mask, self.renderer.patch_box, in_place=True)
+        for frame, crop, affine, has_face in zip(out, rendered, affines[index], face):
+            if has_face:                                     # a frame without the face is left as it was
+                paste_back(frame, crop, affine, mask, self.renderer.patch_box, in_place=True)
         lap("paste_back")
         return out, entries, weights
 

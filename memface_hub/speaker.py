@@ -11,7 +11,8 @@ Folder layout (docs/DESIGN.md §6), all validated on load; only JSON and safeten
     speaker.json          format, version, fps, crop layout, patch box, N, source hash, landmarker
     memory.safetensors    keys (N, V, 3) float32, values (N, 3, H, W) uint8, neutral (V, 3) float32,
                           frame_indices (N,) int64
-    tracks.safetensors    poses (T, 13) float32, crop_affines (T, 2, 3) float32
+    tracks.safetensors    poses (T, 13) float32, crop_affines (T, 2, 3) float32, and (optional, older
+                          folders lack it) face (T,) uint8: 1 where the template frame shows the face
     template.mp4          the speaker's video at 25 fps (the frames generation paints into)
 
 On the Hub a speaker memory is its own repo (docs/DESIGN.md §6): the folder above plus a ``README.md`` card
@@ -118,6 +119,7 @@ class SpeakerMemory:
     crop_affines: np.ndarray     # (T, 2, 3) float32 frame → crop per template frame
     meta: dict = field(default_factory=dict)
     template_path: Path | None = None
+    face: np.ndarray | None = None   # (T,) bool: the template frame shows the face (None: every frame does)
 
     @property
     def num_entries(self) -> int:
@@ -161,7 +163,7 @@ class SpeakerMemory:
         }
         memory = cls(shard.mouth_vertices[indices].astype(np.float32), np.stack([patches[i] for i in indices]),
                      shard.neutral_mouth.astype(np.float32), indices, shard.poses.as_array(),
-                     shard.crop_affines.astype(np.float32), meta, template_path=source)
+                     shard.crop_affines.astype(np.float32), meta, template_path=source, face=shard.valid.copy())
         logger.info("speaker memory %r: %d entries from %d frames", meta["name"], len(indices), shard.num_frames)
         return memory
 
@@ -176,7 +178,10 @@ class SpeakerMemory:
         with atomic_folder(directory) as staging:
             save_arrays(staging / MEMORY_FILE, {"keys": self.keys, "values": self.values, "neutral": self.neutral,
                                                 "frame_indices": self.frame_indices})
-            save_arrays(staging / TRACKS_FILE, {"poses": self.poses, "crop_affines": self.crop_affines})
+            tracks = {"poses": self.poses, "crop_affines": self.crop_affines}
+            if self.face is not None:
+                tracks["face"] = self.face.astype(np.uint8)
+            save_arrays(staging / TRACKS_FILE, tracks)
             template = Path(self.template_path)
             if template.name == TEMPLATE_FILE:
                 shutil.copyfile(template, staging / TEMPLATE_FILE)
@@ -238,7 +243,8 @@ class SpeakerMemory:
         frames = tracks.get("poses", np.zeros((0,))).shape[0]
         if not 1 <= frames <= MAX_TEMPLATE_FRAMES:
             raise MemFaceInputError(directory / TRACKS_FILE, f"template has {frames} frames (1..{MAX_TEMPLATE_FRAMES} allowed)")
-        check_arrays(tracks, {"poses": ((frames, 13), np.float32), "crop_affines": ((frames, 2, 3), np.float32)},
+        check_arrays(tracks, {"poses": ((frames, 13), np.float32), "crop_affines": ((frames, 2, 3), np.float32),
+                              **({"face": ((frames,), np.uint8)} if "face" in tracks else {})},
                       directory / TRACKS_FILE)
         if (memory["frame_indices"] < 0).any() or (memory["frame_indices"] >= frames).any():
             raise MemFaceInputError(directory / MEMORY_FILE, "frame_indices point outside the template")
@@ -246,7 +252,8 @@ class SpeakerMemory:
         if not template.is_file():
             raise MemFaceInputError(directory, f"no {TEMPLATE_FILE}")
         return cls(memory["keys"], memory["values"], memory["neutral"], memory["frame_indices"], tracks["poses"],
-                   tracks["crop_affines"], meta, template_path=template)
+                   tracks["crop_affines"], meta, template_path=template,
+                   face=tracks["face"].astype(bool) if "face" in tracks else None)
 
     # -- the Hub ------------------------------------------------------------------------------
     @classmethod

@@ -287,3 +287,19 @@ def test_the_pipeline_card_has_the_paper_uses_and_the_publishers_licence(pipe):
     assert "license: cc-by-nc-4.0" in card and "arxiv.org/abs/2212.05005" in card and "@article{" in card
     assert "## Out-of-scope use" in card and "Impersonation" in card and "ΔE 2.0 on 5 people" in card
     assert "pip install memface_hub" in card
+
+
+def test_template_frames_without_the_face_are_left_untouched(pipe, speaker, tmp_path):
+    from dataclasses import replace
+
+    face = np.ones(len(speaker.poses), bool)
+    face[:5] = False                                              # e.g. the person turned away or left the shot
+    folder = replace(speaker, face=face).save_pretrained(tmp_path / "partly_faceless")
+    loaded = SpeakerMemory.from_pretrained(folder)
+    assert np.array_equal(loaded.face, face)
+    result = pipe((tone(0.4), 16_000), loaded, progress=False)
+    template = read_frames(loaded.template_path)
+    index = pingpong_indices(0, result.num_frames, len(loaded.poses))
+    for frame, source in zip(result.frames, index):
+        same = np.array_equal(frame, template[source])
+        assert same == (not face[source])                          # untouched exactly when there is no face
