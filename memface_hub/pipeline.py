@@ -273,7 +273,16 @@ class MemFacePipeline:
                 raise TypeError(f"to() takes a device and/or a dtype, got {arg!r}")
         if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
             raise ValueError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
-        self.device = torch.device(device) if device is not None else self.device
+        if device is not None:
+            try:
+                device = torch.device(device)
+            except (RuntimeError, TypeError) as err:
+                raise MemFaceInputError("device", f"{device!r} is not a torch device ({err})") from None
+            if device.type == "cuda" and not torch.cuda.is_available():
+                raise MemFaceInputError("device", f"{device} asked for, but this torch has no usable CUDA device")
+            if device.type == "mps" and not torch.backends.mps.is_available():
+                raise MemFaceInputError("device", "mps asked for, but it is not available here")
+        self.device = device if device is not None else self.device
         self.dtype = dtype or self.dtype
         self.a2e.to(self.device)
         self.renderer.to(self.device, self.dtype)

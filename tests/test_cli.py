@@ -69,3 +69,14 @@ def test_output_equal_to_the_input_is_refused(tmp_path, capsys):
     (tmp_path / "file").write_text("x")
     code = main(["adapt", str(audio), "--out", str(tmp_path / "file")])
     assert code == 2 and "is a file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("device", ["bogus", "cuda:7"])
+def test_an_unusable_device_is_a_one_line_error(device, capsys):
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    code = main(["generate", "--text", "Hi.", "--out", "never.mp4", "--device", device])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("memface generate: error: device:") and "\n" not in err
