@@ -293,8 +293,9 @@ class MemFaceSpace:
 
     # -- generate ---------------------------------------------------------------------------------
     def generate(self, speaker_choice: str | None, audio: str | None, text: str | None,
-                 session: dict[str, str]) -> tuple[str, dict, str, str]:
-        """``/generate``: (speaker, audio file or None, text) → (video, summary, heatmap, strip)."""
+                 session: dict[str, str], progress=gr.Progress(track_tqdm=True)) -> tuple[str, dict, str, str]:
+        """``/generate``: (speaker, audio file or None, text) → (video, summary, heatmap, strip). The
+        pipeline's progress bar is shown in the page (``track_tqdm``)."""
         speaker = self.resolve_speaker(speaker_choice, session)
         if audio:
             try:
