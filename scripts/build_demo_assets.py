@@ -39,6 +39,7 @@ from memface_hub.training.train_a2e import A2ETrainingConfig, train_a2e
 from memface_hub.training.train_renderer import RendererTrainingConfig, train_renderer
 
 logger = logging.getLogger("build_demo_assets")
+DEMO_CORPUS_SECONDS = 20 * 60        # the demo corpus's length when it is not rebuilt (the card quotes it)
 
 
 def parse_args(argv):
@@ -53,11 +54,45 @@ def parse_args(argv):
                         help="the multi-person corpus the --renderer-from model was trained on (for the card)")
     parser.add_argument("--a2e-corpus", default=None,
                         help="the multi-person corpus the --a2e-from model was trained on (for the card)")
+    parser.add_argument("--keep-speaker", action="store_true",
+                        help="keep the bundled demo speaker (with --a2e-from and --renderer-from no corpus is built)")
+    parser.add_argument("--evaluation", default=None, help="a results JSON (docs/results/real_people.json) whose "
+                        "summary goes into the card's evaluation section")
     parser.add_argument("--a2e-epochs", type=int, default=120)
     parser.add_argument("--renderer-steps", type=int, default=1000)
     parser.add_argument("--speaker-seconds", type=float, default=15.0)
     parser.add_argument("--speaker-voice", default="en-us", help="voice of the clips the demo speaker is made of")
     return parser.parse_args(argv)
+
+
+def build_demo_speaker(clips: list[Path], seconds: float, crop_size: int) -> None:
+    """``seconds`` of the given demo-corpus clips joined, preprocessed at ``crop_size``, Alg. 1 memory →
+    ``memface_hub/assets/demo_speaker``."""
+    with tempfile.TemporaryDirectory(prefix="memface-demo-speaker-") as tmp:
+        video = concatenate_videos(clips, seconds, Path(tmp) / "demo_speaker.mp4")
+        result = preprocess_clip(video, Path(tmp) / "shards", layout=CropLayout(size=crop_size))
+        speaker = SpeakerMemory.build(Path(tmp) / "shards" / result.clip_id, num_entries=300,
+                                      name="memface demo speaker (synthetic: skimage astronaut photo + espeak-ng)")
+        staging = Path(tmp) / "speaker"
+        speaker.save_pretrained(staging)
+        if DEMO_SPEAKER.exists():
+            shutil.rmtree(DEMO_SPEAKER)
+        shutil.copytree(staging, DEMO_SPEAKER)
+
+
+def evaluation_card(path: Path) -> str:
+    """The card's evaluation section from a real-people results JSON (scripts/real_people_eval.py)."""
+    result = json.loads(path.read_text())
+    lines = [f"Held-out real people (never seen in training), adapted on the first min(15 s, 70 %) of their own "
+             f"clip, generated from the rest of its sound (`{result.get('command', 'scripts/real_people_eval.py')}`, "
+             f"commit `{result.get('git_commit')}`):", "",
+             "| adaptation | people | lower-face ΔE ↓ | mouth sharpness ratio (1 ideal) | lip correlation ↑ |",
+             "|---|---|---|---|---|"]
+    for variant, figures in result.get("summary", {}).items():
+        lines.append(f"| {variant} | {figures['people']} | {figures['delta_e']:.2f} | {figures['sharpness_ratio']:.2f} | "
+                     f"{figures['lip_corr_0']:.2f} |")
+    lines += ["", "Definitions: `docs/EVALUATION.md` of the memface_hub repository, \"Real people\"."]
+    return "\n".join(lines)
 
 
 def provenance_rows(corpus: Path, files: set[str]) -> tuple[list[str], str]:
@@ -112,13 +147,16 @@ def main(argv: list[str] | None = None) -> int:
     corpus = Path(args.corpus or work / "corpus")
     shards = Path(args.shards or work / "shards")
 
-    # 1. corpus and shards
-    if not (corpus / "corpus.json").exists():
-        build_demo_corpus(corpus, minutes=args.minutes, workers=2)
-    index = json.loads((corpus / "corpus.json").read_text())
-    clips = {clip["clip_id"]: clip for clip in index["clips"]}
-    videos = [corpus / clip["video"] for clip in index["clips"]]
-    preprocess_clips(videos, shards, workers=2)
+    keep_speaker = args.keep_speaker and DEMO_SPEAKER.is_dir()
+    # 1. corpus and shards (for models trained here and for the demo speaker)
+    index = {"total_seconds": DEMO_CORPUS_SECONDS}
+    if not (keep_speaker and args.a2e_from and args.renderer_from):
+        if not (corpus / "corpus.json").exists():
+            build_demo_corpus(corpus, minutes=args.minutes, workers=2)
+        index = json.loads((corpus / "corpus.json").read_text())
+        clips = {clip["clip_id"]: clip for clip in index["clips"]}
+        videos = [corpus / clip["video"] for clip in index["clips"]]
+        preprocess_clips(videos, shards, workers=2)
 
     # 2. and 3. the models
     a2e_dir = Path(args.a2e_from) if args.a2e_from else work / "a2e" / "best"
@@ -132,18 +170,13 @@ def main(argv: list[str] | None = None) -> int:
                                               epochs=10**6))
     renderer = MemFaceRenderer.from_pretrained(renderer_dir)
 
-    # 4. the demo speaker, at the renderer's crop size
-    picks = [corpus / clips[c]["video"] for c in index["splits"]["train"] if clips[c]["voice"] == args.speaker_voice]
-    with tempfile.TemporaryDirectory(prefix="memface-demo-speaker-") as tmp:
-        video = concatenate_videos(picks, args.speaker_seconds, Path(tmp) / "demo_speaker.mp4")
-        result = preprocess_clip(video, Path(tmp) / "shards", layout=CropLayout(size=renderer.crop_size))
-        speaker = SpeakerMemory.build(Path(tmp) / "shards" / result.clip_id, num_entries=300,
-                                      name="memface demo speaker (synthetic: skimage astronaut photo + espeak-ng)")
-        staging = Path(tmp) / "speaker"
-        speaker.save_pretrained(staging)
-        if DEMO_SPEAKER.exists():
-            shutil.rmtree(DEMO_SPEAKER)
-        shutil.copytree(staging, DEMO_SPEAKER)
+    # 4. the demo speaker, at the renderer's crop size (kept with --keep-speaker when the crop size matches)
+    if keep_speaker and SpeakerMemory.from_pretrained(DEMO_SPEAKER).layout.size != renderer.crop_size:
+        logger.warning("the bundled demo speaker has another crop size than the renderer: rebuilding it")
+        keep_speaker = False
+    if not keep_speaker:
+        picks = [corpus / clips[c]["video"] for c in index["splits"]["train"] if clips[c]["voice"] == args.speaker_voice]
+        build_demo_speaker(picks, args.speaker_seconds, renderer.crop_size)
 
     # 5. the pipeline
     pipeline = MemFacePipeline(MemFaceAudioToExpression.from_pretrained(a2e_dir), renderer)
@@ -155,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         parts.append(f"**{model}**: " + (corpus_card(Path(folder)) if folder else demo_corpus))
     parts.append("The demo speaker is synthetic (the astronaut photo); no memory of a real person is bundled. "
                  "Rebuilt by `python scripts/build_demo_assets.py` (see its docstring for the options used).")
-    pipeline.save_pretrained(DEMO_PIPELINE, repo_id="memface-hub/memface-demo", training_data="\n\n".join(parts))
+    pipeline.save_pretrained(DEMO_PIPELINE, repo_id="memface-hub/memface-demo", training_data="\n\n".join(parts),
+                             evaluation=evaluation_card(Path(args.evaluation)) if args.evaluation else None)
     sizes = {path.relative_to(DEMO_PIPELINE.parent): path.stat().st_size
              for folder in (DEMO_PIPELINE, DEMO_SPEAKER) for path in folder.rglob("*") if path.is_file()}
     for path, size in sorted(sizes.items()):
