@@ -29,7 +29,7 @@ import torch
 from memface_hub.arrays_io import write_text_atomic
 from memface_hub.evaluation.perceptual import PerceptualMetric
 from memface_hub.evaluation.renderer_eval import evaluate_renderer, track_crops
-from memface_hub.evaluation.report import provenance
+from memface_hub.evaluation.report import provenance, write_markdown_section
 from memface_hub.face.tracker import FaceTracker
 from memface_hub.renderer import MemFaceRenderer
 from memface_hub.data.renderer_frames import RendererFrames
@@ -54,6 +54,7 @@ def parse_args(argv):
     parser.add_argument("--mixed-precision", default="bf16", choices=["no", "bf16"])
     parser.add_argument("--test-frame-step", type=int, default=2)
     parser.add_argument("--out", default=str(ROOT / "docs/results/real_people.json"))
+    parser.add_argument("--readme", default=str(ROOT / "docs/results/README.md"), help="results page to update")
     return parser.parse_args(argv)
 
 
@@ -109,6 +110,24 @@ def pooled(results: list[dict]) -> dict:
             "frames": int(frames.sum())}
 
 
+def markdown_table(rows: list[dict], origin: dict) -> str:
+    """The ablation rows as the results page's table (mean ± sample std over seeds)."""
+    config = origin["config"]
+    lines = [f"`{origin['command']}` at `{origin['git_commit']}`: {config['steps']} steps per run, crop "
+             f"{config['crop_size']}, warm start from the previous bundled renderer (the layers the variants share), "
+             f"held-out people {', '.join(config['people'])}; memory from the part before the cut, frames after it "
+             "redrawn from their tracked mouth.", "",
+             "| variant | perceptual ↓ | LMD (px @256) ↓ | PSNR mouth ↑ | SSIM mouth ↑ | sharpness ratio | seeds | frames |",
+             "|---|---|---|---|---|---|---|---|"]
+    cell = lambda row, key, digits: (f"{row[key]:.{digits}f} ± {row[key + '_std']:.{digits}f}"  # noqa: E731
+                                     if row[key + "_std"] is not None else f"{row[key]:.{digits}f}")
+    for row in rows:
+        lines.append(f"| {row['variant']} | {cell(row, 'perceptual', 3)} | {cell(row, 'lmd', 2)} | "
+                     f"{cell(row, 'psnr_mouth', 2)} | {cell(row, 'ssim_mouth', 3)} | {cell(row, 'sharpness_ratio', 2)} | "
+                     f"{row['seeds']} | {row['test_frames']} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -149,6 +168,9 @@ def main(argv=None) -> int:
                                                 "test_frame_step": args.test_frame_step, "crop_size": crop_size})
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out, json.dumps(result, indent=1))
+    write_markdown_section(args.readme, "real-renderer-ablation",
+                           "Renderer ablation on held-out real people (`docs/results/real_people.json`, `ablation`)",
+                           markdown_table(rows, result["ablation_provenance"]))
     for row in rows:
         logger.info("%-22s perceptual %.3f  LMD %.2f  PSNR %.2f  (%d seeds, %d frames)", row["variant"],
                     row["perceptual"], row["lmd"], row["psnr_mouth"], row["seeds"], row["test_frames"])
