@@ -12,9 +12,9 @@ lower face, mouth sharpness ratio and lip correlation come from
 :mod:`memface_hub.evaluation.real_people`.
 
 Writes ``docs/results/real_people.json`` (with the commit, config and command) and
-``docs/real_people_grid.png`` (real | memory only | fine-tuned, one row per held-out person).
-The clips are read from the folder given; nothing cut from them is kept in the repository (work
-files go to ``--work``, outside it by default).
+``outputs/real_people_grid.png`` (real | memory only | fine-tuned, one row per held-out person: look at
+it, but do not commit it — it holds frames of real people). The clips are read from the folder given;
+nothing cut from them is kept in the repository (work files go to ``--work``, outside it by default).
 """
 
 from __future__ import annotations
@@ -58,7 +58,9 @@ def parse_args(argv):
     parser.add_argument("--split", default="test", help="which people to evaluate (default: test)")
     parser.add_argument("--finetune-seconds", type=float, default=60.0, help="fine-tune budget (0: skip)")
     parser.add_argument("--out", default=str(ROOT / "docs/results/real_people.json"))
-    parser.add_argument("--grid", default=str(ROOT / "docs/real_people_grid.png"))
+    parser.add_argument("--grid", default=str(ROOT / "outputs/real_people_grid.png"),
+                        help="PNG of real vs generated frames; it shows real people, so it stays out of the "
+                             "repository (outputs/ is ignored)")
     parser.add_argument("--readme", default=str(ROOT / "docs/results/README.md"), help="results page to update")
     parser.add_argument("--work", default=None, help="work folder (default: a temporary one)")
     return parser.parse_args(argv)
