@@ -1,0 +1,29 @@
+"""Pin the bundled weights' outputs on a fixed input (an expected slice, as diffusers' model tests do), so a
+change to the models, their loading or the weights cannot pass unnoticed. Rebuilding the bundled weights
+(scripts/build_demo_assets.py) means updating these numbers on purpose."""
+
+from __future__ import annotations
+
+import torch
+
+from memface_hub.pipeline import MemFacePipeline, load_speaker
+
+EXPECTED_A2E = [0.08462963, -0.12807797, 0.15637776, 0.05327377, 0.01085638, -0.13875639]
+EXPECTED_RENDERER = [0.94341463, 0.93849349, 0.94215673, 0.95842302, 0.83435726, 0.83468938, 0.82465112, 0.83584267,
+                     0.74629098, 0.74843752, 0.75732577, 0.78257763]
+
+
+def test_bundled_weights_give_the_pinned_outputs():
+    pipe, speaker = MemFacePipeline.from_pretrained(), load_speaker("demo")
+    generator = torch.Generator().manual_seed(0)
+    features = torch.randn(32, pipe.a2e.feature_dim, generator=generator)
+    size = pipe.renderer.crop_size
+    template, sketch = torch.rand(1, 3, size, size, generator=generator), torch.rand(1, 3, size, size, generator=generator)
+    with torch.no_grad():
+        expressions = pipe.a2e.predict(features)
+        output = pipe.renderer(template, sketch, torch.from_numpy(speaker.keys[5:6]).float(),
+                               **pipe.renderer.speaker_memory_inputs(speaker.keys, speaker.values))
+    top, _, left, _ = pipe.renderer.patch_box
+    torch.testing.assert_close(expressions[10, :6], torch.tensor(EXPECTED_A2E), rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(output.image[0, :, top + 20, left + 20:left + 24].flatten(), torch.tensor(EXPECTED_RENDERER),
+                               rtol=1e-3, atol=1e-4)
