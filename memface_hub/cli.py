@@ -297,13 +297,22 @@ def _add_pull(commands) -> None:
 
 
 def _run_pull(args) -> int:
-    from huggingface_hub import HfApi
-
+    from .hub import hub_file_list
     from .pipeline import PIPELINE_INDEX, MemFacePipeline
     from .speaker import SPEAKER_FILE, SpeakerMemory
 
-    files = HfApi(token=args.token).list_repo_files(args.repo, revision=args.revision)
-    if SPEAKER_FILE in files:
+    files = hub_file_list(args.repo, revision=args.revision, token=args.token)   # None: offline or unreachable
+    if files is None:                          # the local Hub cache only: whichever kind it holds
+        for kind in (SpeakerMemory, MemFacePipeline):
+            try:
+                kind.from_pretrained(args.repo, revision=args.revision, token=args.token).save_pretrained(args.out)
+                break
+            except MemFaceInputError:
+                continue
+        else:
+            raise MemFaceInputError(args.repo, "not in the local Hub cache, and the Hub is offline (HF_HUB_OFFLINE) "
+                                    "or unreachable")
+    elif SPEAKER_FILE in files:
         SpeakerMemory.from_pretrained(args.repo, revision=args.revision, token=args.token).save_pretrained(args.out)
     elif PIPELINE_INDEX in files:
         MemFacePipeline.from_pretrained(args.repo, revision=args.revision, token=args.token).save_pretrained(args.out)

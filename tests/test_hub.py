@@ -252,3 +252,25 @@ def test_a_repo_name_that_looks_like_a_token_is_refused_without_repeating_it(spe
             speaker.push_to_hub(repo_id, **TERMS)
         assert pasted not in str(info.value)
     assert pasted not in caplog.text and not [key for key in hub_env.server.repos if pasted in key[1]]
+
+
+def test_memface_pull_online_then_offline_from_the_cache(speaker, hub_env, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    repo_id = hub_env.repo_id("pulled")
+    speaker.push_to_hub(repo_id, **TERMS)
+
+    def pull(target, out, **env):
+        return subprocess.run([sys.executable, "-m", "memface_hub.cli", "pull", target, "--out", str(out)],
+                              env={**os.environ, **env}, capture_output=True, text=True, timeout=300)
+
+    online = pull(repo_id, tmp_path / "online")
+    assert online.returncode == 0, online.stderr[-2000:]
+    assert_same_speaker(SpeakerMemory.from_pretrained(tmp_path / "online"), speaker)
+    offline = pull(repo_id, tmp_path / "offline", HF_HUB_OFFLINE="1")         # the cached snapshot
+    assert offline.returncode == 0, offline.stderr[-2000:]
+    missing = pull(hub_env.repo_id("never-pushed"), tmp_path / "missing", HF_HUB_OFFLINE="1")
+    error = missing.stderr.strip().splitlines()[-1]
+    assert missing.returncode == 2 and "not in the local Hub cache" in error and "Traceback" not in missing.stderr
