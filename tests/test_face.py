@@ -188,3 +188,16 @@ def test_tracker_keeps_the_face_that_continues_the_track(carphone_track):
     track = FaceTracker(max_faces=2).track(doubled)
     assert track.detected.all()
     assert (track.landmarks[:, :, 0].mean(1) > 176).all()  # stays on the right-hand face
+
+
+@pytest.mark.parametrize("value, expected", [("1", True), ("true", True), ("YES", True), ("on", True),
+                                             ("0", False), ("", False), ("false", False)])
+def test_offline_takes_every_truthy_value_and_the_cache_follows_hf_home(monkeypatch, tmp_path, value, expected):
+    from memface_hub.face import model_file
+
+    monkeypatch.delenv("MEMFACE_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", value)
+    assert model_file.offline() is expected
+    monkeypatch.delenv("MEMFACE_CACHE", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    assert model_file._cache_dir() == tmp_path / "hf" / "memface_hub"

