@@ -80,3 +80,17 @@ def test_an_unusable_device_is_a_one_line_error(device, capsys):
     code = main(["generate", "--text", "Hi.", "--out", "never.mp4", "--device", device])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("memface generate: error: device:") and "\n" not in err
+
+
+def test_the_cli_and_the_pipeline_need_none_of_the_extras():
+    """`pip install memface_hub` without [space,train,wav2vec2,phonemes]: the extras' packages are made
+    unimportable in a fresh interpreter, and `memface --help` and loading the bundled pipeline still work."""
+    code = ("import sys\n"
+            "for name in ('gradio', 'accelerate', 'transformers', 'pocketsphinx', 'matplotlib', 'skvideo'):\n"
+            "    sys.modules[name] = None\n"
+            "from memface_hub.pipeline import MemFacePipeline\n"
+            "MemFacePipeline.from_pretrained()\n"
+            "from memface_hub.cli import main\n"
+            "main(['--help'])\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and "build-corpus" in result.stdout, result.stderr[-2000:]
