@@ -115,26 +115,41 @@ def pingpong_indices(start: int, count: int, length: int) -> np.ndarray:
 
 
 class TemplateFrames:
-    """A speaker's template video decoded once into a disk-backed array (flat RAM for any length)."""
+    """A speaker's template video, decoded **as far as generation needs** into a disk-backed array.
+
+    Frames are decoded in order the first time an index at or past them is asked for, so a short
+    generation from a long or large template reads only its first frames (the temporary file is sparse:
+    only decoded frames take disk), and RAM stays flat for any length.
+    """
 
     def __init__(self, speaker: SpeakerMemory):
         self._tmp = tempfile.TemporaryDirectory(prefix="memface-template-")
-        count = len(speaker.poses)
-        self.frames: np.ndarray | None = None
-        written = 0
-        for index, frame in enumerate(iter_frames(speaker.template_path, fps=speaker.meta["fps"], max_frames=count)):
-            if self.frames is None:          # sized by the first decoded frame: one pass over the video
-                self.frames = np.lib.format.open_memmap(os.path.join(self._tmp.name, "frames.npy"), mode="w+",
-                                                        dtype=np.uint8, shape=(count, *frame.shape))  # (T, H, W, 3)
-            elif frame.shape != self.frames.shape[1:]:
-                raise MemFaceInputError(speaker.template_path, "template frames change size")
-            self.frames[index] = frame
-            written = index + 1
-        if written < count:
-            raise MemFaceInputError(speaker.template_path, f"template has {written} frames, the tracks {count}")
+        self.source = speaker.template_path
+        self.count = len(speaker.poses)
+        self._decoder = iter_frames(speaker.template_path, fps=speaker.meta["fps"], max_frames=self.count)
+        first = next(self._decoder, None)
+        if first is None:
+            raise MemFaceInputError(speaker.template_path, "template has no frames")
+        self.frames = np.lib.format.open_memmap(os.path.join(self._tmp.name, "frames.npy"), mode="w+",
+                                                dtype=np.uint8, shape=(self.count, *first.shape))  # (T, H, W, 3)
+        self.frames[0] = first
+        self.decoded = 1
 
     def __len__(self) -> int:
-        return len(self.frames)
+        return self.count
+
+    def take(self, index: np.ndarray) -> np.ndarray:
+        """Frames ``(c, H, W, 3)`` at template indices ``index`` ``(c,)``, decoding up to the largest."""
+        needed = int(np.max(index)) + 1
+        while self.decoded < needed:
+            frame = next(self._decoder, None)
+            if frame is None:
+                raise MemFaceInputError(self.source, f"template has {self.decoded} frames, the tracks {self.count}")
+            if frame.shape != self.frames.shape[1:]:
+                raise MemFaceInputError(self.source, "template frames change size")
+            self.frames[self.decoded] = frame
+            self.decoded += 1
+        return self.frames[index]
 
 
 class MemFacePipeline:
@@ -383,7 +398,7 @@ class MemFacePipeline:
             moves = self._live_expressions(audio, speaker, sampling_rate or AUDIO_SAMPLE_RATE, lookahead_frames, lap)
         else:
             moves = self._expressions(audio, speaker, sampling_rate, chunk_size, lap)
-        # the speaker: encoded memory, template frames (read once, on the first frames)
+        # the speaker: encoded memory, template frames (decoded as far as needed)
         renderer, memory, template = self._prepare_speaker(speaker)
         lap("speaker")
         bar = tqdm(total=None if live else moves.total, **self.progress_bar_options(progress))
@@ -482,7 +497,7 @@ class MemFacePipeline:
         # 1. draw the projected mouth on the template crops
         index = pingpong_indices(start, count, len(template))
         points = project_mouth(vertices, Poses.from_array(speaker.poses[index]), affines[index])  # (c, V, 2)
-        frames = template.frames[index]                                                 # (c, H, W, 3)
+        frames = template.take(index)                                                   # (c, H, W, 3)
         crops = np.stack([warp_to_crop(frame, affine, size) for frame, affine in zip(frames, affines[index])])
         sketches = np.stack([draw_mouth_sketch(p, size) for p in points])
         lap("drawing")

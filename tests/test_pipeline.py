@@ -303,3 +303,15 @@ def test_template_frames_without_the_face_are_left_untouched(pipe, speaker, tmp_
     for frame, source in zip(result.frames, index):
         same = np.array_equal(frame, template[source])
         assert same == (not face[source])                          # untouched exactly when there is no face
+
+
+def test_a_short_generation_decodes_only_the_template_frames_it_uses(pipe, speaker):
+    from memface_hub.pipeline import TemplateFrames
+
+    template = TemplateFrames(speaker)
+    assert template.decoded == 1 and len(template) == len(speaker.poses)
+    frames = template.take(np.array([0, 1, 2, 1]))
+    assert template.decoded == 3 and frames.shape[0] == 4
+    assert np.array_equal(frames[1], frames[3])
+    whole = read_frames(speaker.template_path)
+    assert np.array_equal(template.take(np.array([len(speaker.poses) - 1]))[0], whole[len(speaker.poses) - 1])
