@@ -33,7 +33,7 @@ import numpy as np
 from memface_hub.arrays_io import write_text_atomic
 from memface_hub.audio.base import SILENCE_PEAK
 from memface_hub.data.corpus import VIDEO_SUFFIXES, load_people
-from memface_hub.evaluation.real_people import compare_videos, video_statistics
+from memface_hub.evaluation.real_people import adaptation_cut, compare_videos, video_statistics
 from memface_hub.evaluation.report import provenance, write_markdown_section
 from memface_hub.face.tracker import FaceTracker
 from memface_hub.io.audio import AUDIO_SAMPLE_RATE, load_audio
@@ -44,7 +44,6 @@ from memface_hub.training.adapt import adapt_speaker
 
 logger = logging.getLogger("real_people_eval")
 ROOT = Path(__file__).resolve().parents[1]
-ADAPT_SECONDS, ADAPT_FRACTION = 15.0, 0.7
 VARIANTS = ("memory_only", "finetune_60s")
 SUMMARY_KEYS = ("delta_e", "sharpness_ratio", "lip_corr_0")
 
@@ -86,8 +85,7 @@ def cut_clip(clip: Path, work: Path) -> tuple[Path, np.ndarray, list[np.ndarray]
     """Adaptation video (before ``c``), test audio and real test frames (after ``c``), and ``c``."""
     frames = list(iter_frames(clip, fps=DEFAULT_FPS))
     audio = load_audio(clip, AUDIO_SAMPLE_RATE)
-    length = len(frames) / DEFAULT_FPS
-    cut = int(round(min(ADAPT_SECONDS, ADAPT_FRACTION * length) * DEFAULT_FPS))   # frames
+    cut = adaptation_cut(len(frames), DEFAULT_FPS)                                  # frames
     cut_sample = int(round(cut / DEFAULT_FPS * AUDIO_SAMPLE_RATE))
     adaptation = work / "adaptation.mp4"
     with VideoWriter(adaptation, fps=DEFAULT_FPS, audio=(audio[:cut_sample], AUDIO_SAMPLE_RATE), crf=12) as writer:

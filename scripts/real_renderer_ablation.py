@@ -28,9 +28,11 @@ import torch
 
 from memface_hub.arrays_io import write_text_atomic
 from memface_hub.evaluation.perceptual import PerceptualMetric
+from memface_hub.evaluation.real_people import adaptation_cut
 from memface_hub.evaluation.renderer_eval import evaluate_renderer, track_crops
 from memface_hub.evaluation.report import provenance, write_markdown_section
 from memface_hub.face.tracker import FaceTracker
+from memface_hub.io.video import DEFAULT_FPS
 from memface_hub.renderer import MemFaceRenderer
 from memface_hub.data.renderer_frames import RendererFrames
 from memface_hub.training.run_state import STATE_FILE
@@ -40,7 +42,6 @@ logger = logging.getLogger("real_renderer_ablation")
 ROOT = Path(__file__).resolve().parents[1]
 TRAINED_VARIANTS = {"memface": "explicit", "no_memory": "none", "implicit_memory": "implicit"}
 METRICS = ("perceptual", "lmd", "psnr_mouth", "ssim_mouth", "sharpness_ratio")
-ADAPT_SECONDS, ADAPT_FRACTION, FPS = 15.0, 0.7, 25.0
 
 
 def parse_args(argv):
@@ -85,7 +86,7 @@ def test_people(corpus: Path, crop_size: int, frame_step: int) -> dict[str, tupl
         if info["source"] != "real" or info["person"] in people:
             continue
         frames = RendererFrames([corpus / "shards" / clip_id], crop_size, frame_step=1)
-        cut = int(round(min(ADAPT_SECONDS * FPS, ADAPT_FRACTION * info["frames"])))
+        cut = adaptation_cut(info["frames"], DEFAULT_FPS)
         before, after = frames.split_at(cut)
         after = after.take(np.arange(0, len(after), frame_step))
         before.build_memory(300)

@@ -45,7 +45,8 @@ from memface_hub.errors import MemFaceInputError
 from memface_hub.evaluation.a2e_metrics import bilabial_counts
 from memface_hub.evaluation.grid import (ARPABET_BILABIALS, ARPABET_OPEN_VOWELS, ForcedAligner, grid_sentence,
                                          is_grid_clip)
-from memface_hub.evaluation.real_people import fill_missing, lip_correlation, lip_gaps, loudness
+from memface_hub.evaluation.real_people import (adaptation_cut, fill_missing, lip_correlation, lip_gaps,
+                                                loudness)
 from memface_hub.evaluation.report import provenance
 from memface_hub.face.geometry import mouth_opening
 from memface_hub.io.audio import AUDIO_SAMPLE_RATE, load_audio
@@ -55,7 +56,6 @@ logger = logging.getLogger("real_speech_eval")
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_A2E = ROOT / "memface_hub/assets/demo_pipeline/a2e"
 DEFAULT_CORPUS = ROOT.parent / "data" / "corpus"      # where the README builds it: ../data/corpus
-ADAPT_SECONDS, ADAPT_FRACTION = 15.0, 0.7        # the real-people protocol's cut (scripts/real_people_eval.py)
 CLIP_KEYS = ("clip", "lip_corr_0", "lip_corr_best", "lag", "loudness_corr_0")
 
 
@@ -97,7 +97,7 @@ def plot_lips(path: Path, model, frontend, shard, title: str) -> Path:
     axis.plot(seconds, standard(real), color="black", label="real lips (tracked)")
     axis.plot(seconds, standard(predicted), color="tab:red", label="predicted mouth opening")
     axis.plot(seconds, standard(loud), color="tab:blue", alpha=0.4, label="loudness")
-    axis.axvline(cut_frame(shard.num_frames, fps) / fps, color="grey", linestyle="--", linewidth=1)
+    axis.axvline(adaptation_cut(shard.num_frames, fps) / fps, color="grey", linestyle="--", linewidth=1)
     axis.set_xlabel("seconds (dashed: adaptation | test cut)")
     axis.set_yticks([])
     axis.set_title(title, fontsize=9)
@@ -123,11 +123,6 @@ def held_out_clips(corpus: Path, people_file: str | None, split: str) -> list[tu
             else:
                 logger.warning("%s (%s): no shard under %s; skipped", clip, person.name, corpus / "shards")
     return chosen
-
-
-def cut_frame(num_frames: int, fps: float) -> int:
-    """First test frame: ``c = min(15 s, 0.7 × length)`` in frames (as scripts/real_people_eval.py)."""
-    return int(round(min(ADAPT_SECONDS, ADAPT_FRACTION * num_frames / fps) * fps))
 
 
 def is_silent(audio: np.ndarray) -> bool:
@@ -164,7 +159,7 @@ def evaluate_clip(model, frontend, shard, test_part: bool) -> dict | None:
     """One clip's row (:data:`CLIP_KEYS`), or ``None`` when the evaluated audio is silent."""
     fps = float(shard.meta.get("fps", 25.0))
     audio = load_audio(shard.audio_path)
-    first = cut_frame(shard.num_frames, fps) if test_part else 0
+    first = adaptation_cut(shard.num_frames, fps) if test_part else 0
     count = shard.num_frames - first
     start = int(round(first / fps * AUDIO_SAMPLE_RATE))
     audio = audio[start:start + int(round(count / fps * AUDIO_SAMPLE_RATE))]

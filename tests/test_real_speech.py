@@ -15,6 +15,7 @@ from memface_hub.arrays_io import save_arrays
 from memface_hub.io.shards import AUDIO_FILE, META_FILE, SHARD_FORMAT, SHARD_VERSION, TRACK_FILE
 from memface_hub.errors import MemFaceInputError
 from memface_hub.evaluation.grid import grid_sentence, is_grid_clip
+from memface_hub.evaluation.real_people import adaptation_cut
 from memface_hub.face.landmarks import MOUTH_VERTICES, NUM_BLENDSHAPES, NUM_LANDMARKS
 from memface_hub.io.audio import AUDIO_SAMPLE_RATE, write_wav
 
@@ -170,10 +171,9 @@ def test_real_speech_eval_json_schema(tiny_real_corpus, tmp_path):
     assert "measured" in result["grid_closure"]
 
 
-def test_real_speech_eval_test_part_cut():
-    script = load_script()
-    assert script.cut_frame(75, 25.0) == 52            # 0.7 × 3 s
-    assert script.cut_frame(1000, 25.0) == 375         # 15 s
+def test_the_protocol_cut_is_shared_by_the_real_people_scripts():
+    assert adaptation_cut(75, 25.0) == 52              # 0.7 × 3 s (the real-people protocol's cut)
+    assert adaptation_cut(1000, 25.0) == 375           # 15 s
 
 
 def test_real_speech_eval_refuses_a_missing_corpus_in_one_line(tmp_path, caplog):

@@ -29,6 +29,12 @@ LOWER_FACE_POLYGON = (132, 58, 172, 136, 150, 149, 176, 148, 152, 377, 400, 378,
 OUTER_LIP_POLYGON = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185)
 MAX_LAG = 5
 SHARPNESS_BOX_WIDTH = 64
+ADAPT_SECONDS, ADAPT_FRACTION = 15.0, 0.7       # the protocol's cut: c = min(15 s, 0.7 × length)
+
+
+def adaptation_cut(num_frames: int, fps: float) -> int:
+    """The real-people protocol's cut in frames: the clip before it adapts, the clip from it on is the test."""
+    return int(round(min(ADAPT_SECONDS, ADAPT_FRACTION * num_frames / fps) * fps))
 
 
 def lip_gaps(landmarks: np.ndarray) -> np.ndarray:
