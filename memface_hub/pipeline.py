@@ -94,6 +94,19 @@ def is_live_stream(audio) -> bool:
 
 
 @dataclass
+class _SpeakerContext:
+    """A speaker ready for generation: its renderer (with any delta), encoded memory, template frames,
+    crop transforms at the renderer's size ``(L, 2, 3)`` and the blend mask ``(S, S)``."""
+
+    speaker: SpeakerMemory
+    renderer: MemFaceRenderer
+    memory: dict
+    template: TemplateFrames
+    affines: np.ndarray
+    mask: np.ndarray
+
+
+@dataclass
 class _Moves:
     """Chunks of ``(expressions, vertices)`` of a whole input, and how many frames they make."""
 
@@ -167,7 +180,7 @@ class MemFacePipeline:
                              f"the a2e model expects {a2e.feature_dim}")
         self.max_audio_seconds = float(max_audio_seconds)
         self.device, self.dtype = torch.device("cpu"), torch.float32
-        self._speaker_cache: dict[int, tuple[SpeakerMemory, MemFaceRenderer, dict, TemplateFrames]] = {}
+        self._speaker_cache: dict[int, _SpeakerContext] = {}
         self._progress_bar_config: dict = {}
 
     # -- loading and saving -------------------------------------------------------------------
@@ -352,16 +365,21 @@ class MemFacePipeline:
         tuned = copy.deepcopy(self.renderer).float()
         return apply_renderer_delta(tuned, delta).to(self.device, self.dtype).eval()
 
-    def _prepare_speaker(self, speaker: SpeakerMemory) -> tuple[MemFaceRenderer, dict, TemplateFrames]:
+    def _prepare_speaker(self, speaker: SpeakerMemory) -> "_SpeakerContext":
+        """What generation needs of a speaker, made once per speaker (the last one is cached)."""
         cached = self._speaker_cache.get(id(speaker))
-        if cached is not None and cached[0] is speaker:
-            return cached[1:]
+        if cached is not None and cached.speaker is speaker:
+            return cached
         renderer = self.renderer_for(speaker)
         memory = renderer.speaker_memory_inputs(speaker.keys, speaker.values)
-        memory = {key: value.to(self.device, self.dtype) for key, value in memory.items()}
-        template = TemplateFrames(speaker)
-        self._speaker_cache = {id(speaker): (speaker, renderer, memory, template)}   # one speaker at a time
-        return renderer, memory, template
+        size = self.renderer.crop_size
+        context = _SpeakerContext(
+            speaker, renderer, {key: value.to(self.device, self.dtype) for key, value in memory.items()},
+            TemplateFrames(speaker),
+            speaker.crop_affines.astype(np.float64) * (size / speaker.layout.size),     # (L, 2, 3) frame → crop
+            self.renderer.mouth_mask[0, 0].float().cpu().numpy())                       # (S, S)
+        self._speaker_cache = {id(speaker): context}                                     # one speaker at a time
+        return context
 
     # -- generation ---------------------------------------------------------------------------
     @torch.inference_mode()
@@ -399,13 +417,13 @@ class MemFacePipeline:
         else:
             moves = self._expressions(audio, speaker, sampling_rate, chunk_size, lap)
         # the speaker: encoded memory, template frames (decoded as far as needed)
-        renderer, memory, template = self._prepare_speaker(speaker)
+        context = self._prepare_speaker(speaker)
         lap("speaker")
         bar = tqdm(total=None if live else moves.total, **self.progress_bar_options(progress))
         start = untrimmed = 0
         for expressions, vertices in moves:                  # (c, K), (c, V, 3), frames start .. start + c
             clock[0] = time.perf_counter()                   # time spent waiting for live audio is not ours
-            frames, entries, weights = self._render(renderer, memory, template, speaker, vertices, start, top_k, lap)
+            frames, entries, weights = self._render(context, vertices, start, top_k, lap)
             yield frames, expressions, entries, weights
             start, untrimmed = start + len(frames), untrimmed + len(frames)
             if untrimmed >= TRIM_EVERY_CHUNKS * chunk_size:
@@ -488,12 +506,13 @@ class MemFacePipeline:
             chunk = resample_poly(chunk, AUDIO_SAMPLE_RATE // divisor, int(sampling_rate) // divisor).astype(np.float32)
         return chunk
 
-    def _render(self, renderer: MemFaceRenderer, memory: dict, template: "TemplateFrames", speaker: SpeakerMemory,
-                vertices: np.ndarray, start: int, top_k: int, lap) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _render(self, context: "_SpeakerContext", vertices: np.ndarray, start: int, top_k: int,
+                lap) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Frames ``start .. start + c`` for mouth vertices ``(c, V, 3)``: sketch on the template crops,
         render with the speaker's memory, paste back → ``(frames (c, H, W, 3), entries (c, k), weights (c, k))``."""
         count, size = len(vertices), self.renderer.crop_size
-        affines = speaker.crop_affines.astype(np.float64) * (size / speaker.layout.size)   # (L, 2, 3) frame → crop
+        speaker, renderer, memory, template = context.speaker, context.renderer, context.memory, context.template
+        affines = context.affines
         # 1. draw the projected mouth on the template crops
         index = pingpong_indices(start, count, len(template))
         points = project_mouth(vertices, Poses.from_array(speaker.poses[index]), affines[index])  # (c, V, 2)
@@ -514,7 +533,7 @@ class MemFacePipeline:
             weights = np.zeros((count, top_k), np.float32)
         lap("renderer")
         # 3. paste the mouth back into the full frames
-        mask = self.renderer.mouth_mask[0, 0].float().cpu().numpy()                        # (S, S)
+        mask = context.mask
         face = np.ones(count, bool) if speaker.face is None else speaker.face[index]       # (c,)
         out = np.array(frames)
         for frame, crop, affine, has_face in zip(out, rendered, affines[index], face):
