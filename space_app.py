@@ -48,7 +48,7 @@ import gradio as gr
 import numpy as np
 
 from memface_hub.errors import MemFaceInputError
-from memface_hub.hub import TOKEN_LIKE
+from memface_hub.hub import refuse_token_like
 from memface_hub.io.video import probe
 from memface_hub.pipeline import MemFacePipeline, load_speaker
 from memface_hub.speaker import SpeakerMemory
@@ -423,9 +423,10 @@ class MemFaceSpace:
             raise _refuse("speaker: choose a speaker adapted in this session (Adapt tab) to share")
         speaker = self.resolve_speaker(choice, session)
         repo_id, token = (repo_id or "").strip(), (token or "").strip()
-        if TOKEN_LIKE.search(repo_id):      # a token pasted into the repo box: never echo or log it
-            raise _refuse("repo: this looks like an access token, not a repo name; paste the token into the "
-                          "token box (and consider revoking it if it was shared)")
+        try:
+            refuse_token_like(repo_id)      # a token pasted into the repo box: never echo or log it
+        except MemFaceInputError as err:
+            raise _readable(err) from None
         if not REPO_NAME.fullmatch(repo_id):
             raise _refuse(f"repo: {repo_id!r} is not a Hub repo name (name or user/name)")
         if not token:

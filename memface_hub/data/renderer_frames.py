@@ -78,6 +78,7 @@ class RendererFrames(torch.utils.data.Dataset):
         self.clips = np.array(clips)
         self.frames = np.array(frames)
         self.bank: MemoryBank | None = None
+        self.person_index = 0                                 # set by PeopleFrames: which person these frames are
 
     def __len__(self) -> int:
         return len(self.crops)
@@ -115,7 +116,7 @@ class RendererFrames(torch.utils.data.Dataset):
                       (np.abs(self.bank.frames - self.frames[item]) <= LEAKAGE_FRAMES)
         return {"target": to_tensor(self.crops[item]), "sketch": to_tensor(self.sketches[item]),
                 "vertices": torch.from_numpy(self.vertices[item]), "exclude": torch.from_numpy(exclude),
-                "person": torch.tensor(getattr(self, "person_index", 0))}
+                "person": torch.tensor(self.person_index)}
 
 
 class PeopleFrames(torch.utils.data.ConcatDataset):
