@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo figures space browser clean
+.PHONY: install lint test demo figures space browser clean
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# ruff with the rules in pyproject.toml ([tool.ruff]); CI runs it before the tests (.ci/run).
+lint: $(STAMP)
+	$(BIN)/ruff check .
 
 test: $(STAMP)
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m pytest -q   # OpenBLAS threads spin against torch on 2 cores

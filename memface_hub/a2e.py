@@ -125,7 +125,8 @@ class MemFaceAudioToExpression(nn.Module, StrictHubMixin, library_name="memface_
         """Install the mouth basis ``(K, V*3)`` (a :class:`~memface_hub.face.MouthModel`'s ``basis``)."""
         basis = torch.as_tensor(np.asarray(basis), dtype=torch.float32)
         if basis.shape != self.mouth_basis.shape:
-            raise ValueError(f"mouth basis {tuple(basis.shape)} does not fit the model's {tuple(self.mouth_basis.shape)}")
+            raise ValueError(f"mouth basis {tuple(basis.shape)} does not fit the model's "
+                             f"{tuple(self.mouth_basis.shape)}")
         self.mouth_basis.copy_(basis)
 
     def vertices(self, expressions: torch.Tensor, neutral: torch.Tensor) -> torch.Tensor:

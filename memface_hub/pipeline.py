@@ -36,17 +36,16 @@ import torch
 from . import __version__
 from .a2e import MemFaceAudioToExpression
 from .arrays_io import atomic_folder
-from .audio.base import SILENCE_PEAK
 from .audio import build_frontend
-from .audio.base import AudioFrontEnd
+from .audio.base import SILENCE_PEAK, AudioFrontEnd
 from .errors import MemFaceInputError
 from .face.crop import paste_back, warp_to_crop
 from .face.geometry import Poses
 from .face.sketch import draw_mouth_sketch, project_mouth
 from .hub import hub_file_list, refuse_token_like
 from .io.audio import AUDIO_SAMPLE_RATE, load_audio
-from .parallel import release_free_memory
 from .io.video import SYNTHETIC_LABEL, VideoWriter, iter_frames
+from .parallel import release_free_memory
 from .renderer import MemFaceRenderer, apply_renderer_delta
 from .speaker import DELTA_FILE, SpeakerMemory
 
@@ -189,7 +188,7 @@ class MemFacePipeline:
                         token: str | bool | None = None, cache_dir: str | os.PathLike | None = None,
                         local_files_only: bool = False, force_download: bool = False,
                         torch_dtype: torch.dtype | None = None, dtype: torch.dtype | None = None,
-                        device: str | torch.device = "cpu", **kwargs) -> "MemFacePipeline":
+                        device: str | torch.device = "cpu", **kwargs) -> MemFacePipeline:
         """A pipeline folder, a Hub repo id, or (``None``) the bundled demo weights.
 
         The Hub keywords are those of ``huggingface_hub`` (``local_files_only`` reads the cache only,
@@ -284,7 +283,7 @@ class MemFacePipeline:
         return f"{api.endpoint}/{repo_id}"
 
     def to(self, *args, device: str | torch.device | None = None, dtype: torch.dtype | None = None
-           ) -> "MemFacePipeline":
+           ) -> MemFacePipeline:
         """Move or cast the models, like ``torch.nn.Module.to`` and diffusers' pipelines: ``.to("cuda")``,
         ``.to(torch.bfloat16)``, ``.to("cpu", torch.float16)``, ``.to(dtype=...)``; what is not given is kept.
         The renderer takes the dtype; the a2e model stays float32 (its memory softmax is small)."""
@@ -349,7 +348,8 @@ class MemFacePipeline:
             raise MemFaceInputError("audio", f"expected mono samples (samples,), got shape {waveform.shape}")
         seconds = len(waveform) / float(sampling_rate)
         if seconds > self.max_audio_seconds:
-            raise MemFaceInputError("audio", f"audio is {seconds:.1f} s long, the limit is {self.max_audio_seconds:g} s")
+            raise MemFaceInputError("audio",
+                                    f"audio is {seconds:.1f} s long, the limit is {self.max_audio_seconds:g} s")
         if int(sampling_rate) != AUDIO_SAMPLE_RATE:
             import librosa
 
@@ -365,7 +365,7 @@ class MemFacePipeline:
         tuned = copy.deepcopy(self.renderer).float()
         return apply_renderer_delta(tuned, delta).to(self.device, self.dtype).eval()
 
-    def _prepare_speaker(self, speaker: SpeakerMemory) -> "_SpeakerContext":
+    def _prepare_speaker(self, speaker: SpeakerMemory) -> _SpeakerContext:
         """What generation needs of a speaker, made once per speaker (the last one is cached)."""
         cached = self._speaker_cache.get(id(speaker))
         if cached is not None and cached.speaker is speaker:
@@ -433,7 +433,7 @@ class MemFacePipeline:
             bar.update(len(frames))
         bar.close()
 
-    def _expressions(self, audio, speaker: SpeakerMemory, sampling_rate, chunk_size: int, lap) -> "_Moves":
+    def _expressions(self, audio, speaker: SpeakerMemory, sampling_rate, chunk_size: int, lap) -> _Moves:
         """A whole input: features → expressions → mouth vertices, handed out ``chunk_size`` frames at a time."""
         waveform = self.load_waveform(audio, sampling_rate)
         features = self.frontend(waveform, AUDIO_SAMPLE_RATE)                             # (T, F)
@@ -506,7 +506,7 @@ class MemFacePipeline:
             chunk = resample_poly(chunk, AUDIO_SAMPLE_RATE // divisor, int(sampling_rate) // divisor).astype(np.float32)
         return chunk
 
-    def _render(self, context: "_SpeakerContext", vertices: np.ndarray, start: int, top_k: int,
+    def _render(self, context: _SpeakerContext, vertices: np.ndarray, start: int, top_k: int,
                 lap) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Frames ``start .. start + c`` for mouth vertices ``(c, V, 3)``: sketch on the template crops,
         render with the speaker's memory, paste back → ``(frames (c, H, W, 3), entries (c, k), weights (c, k))``."""
@@ -526,7 +526,8 @@ class MemFacePipeline:
                           **memory, match_seam=True)
         rendered = (output.image.float().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
         if output.memory_attention is not None:
-            weights, entries = output.memory_attention.float().topk(min(top_k, output.memory_attention.shape[-1]), dim=-1)
+            attention = output.memory_attention.float()
+            weights, entries = attention.topk(min(top_k, attention.shape[-1]), dim=-1)
             weights, entries = weights.cpu().numpy(), entries.cpu().numpy()
         else:
             entries = np.full((count, top_k), -1, np.int64)

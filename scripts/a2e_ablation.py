@@ -27,15 +27,15 @@ import cv2
 import numpy as np
 import torch
 
-from memface_hub.arrays_io import write_text_atomic
-from memface_hub.evaluation.report import write_markdown_section
 from memface_hub.a2e import MemFaceAudioToExpression
-from memface_hub.io.shards import load_shard
+from memface_hub.arrays_io import write_text_atomic
+from memface_hub.data.a2e_clips import read_splits
 from memface_hub.data.visemes import BILABIALS
 from memface_hub.evaluation.a2e_eval import evaluate_a2e, predict_clip_vertices
 from memface_hub.evaluation.a2e_metrics import centre_frames
+from memface_hub.evaluation.report import write_markdown_section
 from memface_hub.face.geometry import mouth_opening
-from memface_hub.data.a2e_clips import read_splits
+from memface_hub.io.shards import load_shard
 from memface_hub.training.run_state import STATE_FILE
 from memface_hub.training.train_a2e import A2ETrainingConfig, train_a2e_many
 
@@ -274,13 +274,15 @@ def markdown_table(result: dict) -> str:
                    f"{result['train_seconds_per_run'] / 60:.1f} min of training per run; {setting}")
     lines = [f"Demo corpus v{result.get('corpus_version', 1)}. Front end: `{result['frontend']}`; {result['epochs']} "
              f"epochs; training {result['train_frames_per_s']:.0f} frames/s per run ({setting}).", "",
-             "| variant | RMSE ↓ | bilabial closure ↑ | mean abs AV offset (frames) ↓ | lag-0 fraction ↑ | jitter in silence ↓ | seeds | test frames |",
+             "| variant | RMSE ↓ | bilabial closure ↑ | mean abs AV offset (frames) ↓ | lag-0 fraction ↑ "
+             "| jitter in silence ↓ | seeds | test frames |",
              "|---|---|---|---|---|---|---|---|"]
     for row in result["rows"]:
         lines.append(f"| {row['variant']} | {row['rmse_mean']:.4f} ± {row['rmse_std']:.4f} | "
                      f"{row['bilabial_closure_mean']:.3f} ± {row['bilabial_closure_std']:.3f} | "
                      f"{row['av_offset_frames_mean']:.2f} ± {row['av_offset_frames_std']:.2f} | "
-                     f"{row['lag0_fraction_mean']:.2f} | {row['silence_jitter_mean']:.4f} | {row['seeds']} | {row['test_frames']} |")
+                     f"{row['lag0_fraction_mean']:.2f} | {row['silence_jitter_mean']:.4f} | {row['seeds']} | "
+                     f"{row['test_frames']} |")
     memface = result["rows"][0]
     if memface.get("bilabial_closure_ground_truth_mean") is not None:
         lines += ["", f"Bilabial closure of the ground truth itself, by the same rule: "
@@ -290,7 +292,8 @@ def markdown_table(result: dict) -> str:
         f"`{row['frontend']}` val RMSE {row['val_rmse_mean']:.4f}, test RMSE {row['test_rmse_mean']:.4f}, "
         f"bilabial closure {row['test_bilabial_closure_mean']:.3f}" for row in result["frontend_choice"]) + "."]
     heldout = result["heldout_voice"]
-    lines += ["", f"Unheard voice (`{heldout['voice']}` left out of training, {heldout['unheard_voice']['seeds']} seed): "
+    lines += ["", f"Unheard voice (`{heldout['voice']}` left out of training, "
+                  f"{heldout['unheard_voice']['seeds']} seed): "
               f"RMSE {heldout['unheard_voice']['rmse_mean']:.4f} and bilabial closure "
               f"{heldout['unheard_voice']['bilabial_closure_mean']:.3f} on its test clips, against "
               f"{heldout['heard_voices']['rmse_mean']:.4f} and {heldout['heard_voices']['bilabial_closure_mean']:.3f} "

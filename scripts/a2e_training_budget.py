@@ -3,10 +3,9 @@
     python scripts/a2e_training_budget.py            # ~50 minutes on 2 CPU cores (2 runs side by side)
 
 Trains MemFace and the no-memory model for each budget in ``--epochs`` (default 120 and 200 epochs; the
-ablation uses 60),
-and MemFace for 60 epochs without the alternating memory/model updates of supplement B.2, on the demo corpus built by ``scripts/foundation_figures.py``, evaluates them on the test split
-beside the ablation's 60-epoch seed-0 runs when those exist, and writes
-``docs/results/a2e_training_budget.json``.
+ablation uses 60), and MemFace for 60 epochs without the alternating memory/model updates of supplement B.2,
+on the demo corpus built by ``scripts/foundation_figures.py``, evaluates them on the test split beside the
+ablation's 60-epoch seed-0 runs when those exist, and writes ``docs/results/a2e_training_budget.json``.
 """
 
 from __future__ import annotations
@@ -19,9 +18,9 @@ from pathlib import Path
 
 from memface_hub.a2e import MemFaceAudioToExpression
 from memface_hub.arrays_io import write_text_atomic
+from memface_hub.data.a2e_clips import read_splits
 from memface_hub.evaluation.a2e_eval import evaluate_a2e
 from memface_hub.evaluation.report import write_markdown_section
-from memface_hub.data.a2e_clips import read_splits
 from memface_hub.training.run_state import STATE_FILE
 from memface_hub.training.train_a2e import A2ETrainingConfig, train_a2e_many
 

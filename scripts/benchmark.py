@@ -54,7 +54,8 @@ def child(seconds: float, model: str | None, speaker: str, threads: int) -> dict
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     live = {**stream_latency(pipe, speaker_memory, samples, rate),
             "finetune_steps_per_s": finetune_speed(pipe, speaker_memory)} if seconds <= 60 else {}
-    return {"seconds": seconds, "gflop_per_frame": renderer_gflop_per_frame(pipe, speaker_memory), **live, "frames": result.num_frames, "wall_s": wall, "timings": result.timings,
+    return {"seconds": seconds, "gflop_per_frame": renderer_gflop_per_frame(pipe, speaker_memory), **live,
+            "frames": result.num_frames, "wall_s": wall, "timings": result.timings,
             "cold_first_frame_s": cold_first_frame,
             "peak_rss_mb": peak_kb / 1024.0, "crop_size": pipe.renderer.crop_size,
             "frame_size": [info.width, info.height]}
@@ -86,8 +87,8 @@ def stream_latency(pipe, speaker, samples, rate: int, seconds: float = 10.0, chu
             chunk = min(int(np.ceil((frame + 1) * per_frame / step)) - 1, len(arrivals) - 1)
             latencies.append(now - arrivals[chunk])
         made += len(frames)
-    return {"stream_latency_s": float(np.median(latencies)), "stream_latency_p90_s": float(np.percentile(latencies, 90)),
-            "stream_frames": made}
+    return {"stream_latency_s": float(np.median(latencies)),
+            "stream_latency_p90_s": float(np.percentile(latencies, 90)), "stream_frames": made}
 
 
 def finetune_speed(pipe, speaker, steps: int = 30) -> float:
@@ -185,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
 
     write_text_atomic(Path(args.out), json.dumps(result, indent=1))
     table = markdown_table(result)
-    write_markdown_section(args.readme, "benchmark", "Generation speed and memory (`docs/results/benchmark.json`)", table)
+    write_markdown_section(args.readme, "benchmark", "Generation speed and memory (`docs/results/benchmark.json`)",
+                           table)
     print(table)
     return 0
 

@@ -89,7 +89,8 @@ def evaluation_card(path: Path) -> str:
              "| adaptation | people | lower-face ΔE ↓ | mouth sharpness ratio (1 ideal) | lip correlation ↑ |",
              "|---|---|---|---|---|"]
     for variant, figures in result.get("summary", {}).items():
-        lines.append(f"| {variant} | {figures['people']} | {figures['delta_e']:.2f} | {figures['sharpness_ratio']:.2f} | "
+        lines.append(f"| {variant} | {figures['people']} | {figures['delta_e']:.2f} | "
+                     f"{figures['sharpness_ratio']:.2f} | "
                      f"{figures['lip_corr_0']:.2f} |")
     lines += ["", "Definitions: `docs/EVALUATION.md` of the memface_hub repository, \"Real people\"."]
     return "\n".join(lines)
@@ -131,7 +132,8 @@ def corpus_card(corpus: Path) -> str:
              f"in it. Synthetic clips: portrait photos made to speak espeak-ng sentences ({', '.join(synthetic)}). "
              "Real clips used: " + ", ".join(f"`{name}`" for name in real) + ". Their sources "
              "(from the shared data's PROVENANCE.md):", "",
-             "| files | source (repository @ commit, path) | licence of the repository / what it says | seconds, sound |",
+             "| files | source (repository @ commit, path) | licence of the repository / what it says "
+             "| seconds, sound |",
              "|---|---|---|---|"]
     rows, portraits = provenance_rows(corpus, set(real))
     lines += rows
@@ -175,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         logger.warning("the bundled demo speaker has another crop size than the renderer: rebuilding it")
         keep_speaker = False
     if not keep_speaker:
-        picks = [corpus / clips[c]["video"] for c in index["splits"]["train"] if clips[c]["voice"] == args.speaker_voice]
+        picks = [corpus / clips[c]["video"] for c in index["splits"]["train"]
+                 if clips[c]["voice"] == args.speaker_voice]
         build_demo_speaker(picks, args.speaker_seconds, renderer.crop_size)
 
     # 5. the pipeline

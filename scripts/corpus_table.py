@@ -51,8 +51,8 @@ def main(argv=None) -> int:
     lines += [f"| {c['clip']} | {c['person']} | {c['split']} | {c['frames']} | {c['frames_tracked']} | "
               f"{c['frames_valid']} | {'yes' if c['has_audio'] else 'no'} |" for c in clips]
     lines += [f"| refused: {Path(r['input']).name} | | | | | | {r['reason']} |" for r in result["refused"]]
-    write_markdown_section(args.readme, "real-clips", "Real clips through preprocessing (`docs/results/real_clips.json`)",
-                           "\n".join(lines))
+    write_markdown_section(args.readme, "real-clips",
+                           "Real clips through preprocessing (`docs/results/real_clips.json`)", "\n".join(lines))
     logger.info("%d real clips, %d refused → %s", len(clips), len(result["refused"]), args.out)
     return 0
 

@@ -23,12 +23,12 @@ from memface_hub.arrays_io import write_text_atomic
 from memface_hub.data.demo_corpus import ClipPlan, build_demo_corpus, make_animator, render_clip
 from memface_hub.data.preprocess import preprocess_clip, preprocess_clips, summarise
 from memface_hub.data.sentences import HANDWRITTEN_SENTENCES
-from memface_hub.io.shards import load_shard
 from memface_hub.face.crop import CropLayout, crop_transforms, feathered_mask, paste_back, warp_to_crop
 from memface_hub.face.geometry import canonical_face, mouth_opening
 from memface_hub.face.sketch import draw_mouth_sketch, project_mouth
 from memface_hub.face.tracker import FaceTracker
 from memface_hub.io import iter_frames, probe, read_frames
+from memface_hub.io.shards import load_shard
 
 logger = logging.getLogger("foundation_figures")
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,7 +111,8 @@ def demo_strip(corpus_dir: Path, shards_dir: Path, index: dict, path: Path, coun
     crops = {i: frame for i, frame in enumerate(iter_frames(shard.crops_path)) if i in set(chosen)}
     points = project_mouth(shard.mouth_vertices[chosen], shard.poses.take(chosen), shard.crop_affines[chosen])
     top = np.concatenate([crops[i] for i in chosen], axis=1)
-    bottom = np.concatenate([draw_mouth_sketch(p, size, canvas=(crops[i] // 3)) for p, i in zip(points, chosen)], axis=1)
+    bottom = np.concatenate([draw_mouth_sketch(p, size, canvas=(crops[i] // 3)) for p, i in zip(points, chosen)],
+                            axis=1)
     strip = np.concatenate([top, bottom], axis=0)
     strip = cv2.resize(strip, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -141,10 +141,12 @@ def markdown_table(result: dict) -> str:
     """Per person and variant, then the means, as a Markdown table."""
     lines = [f"`{result['command']}` at `{result['git_commit']}`; held-out people of the `{result['config']['split']}` "
              "split, adapted on the first min(15 s, 70 %) of their clip, generated from the rest of its sound.", "",
-             "| person (clip) | variant | ΔE lower face ↓ (≤ 3) | mouth sharpness ratio (0.8–1.25) | lip corr lag 0 ↑ | "
+             "| person (clip) | variant | ΔE lower face ↓ (≤ 3) | mouth sharpness ratio (0.8–1.25) "
+             "| lip corr lag 0 ↑ | "
              "best lag | adapt s | test frames |", "|---|---|---|---|---|---|---|---|"]
     for r in result["people"]:
-        lines.append(f"| {r['person']} ({r['clip']}) | {r['variant']} | {r['delta_e']:.2f} | {r['sharpness_ratio']:.2f} | "
+        lines.append(f"| {r['person']} ({r['clip']}) | {r['variant']} | {r['delta_e']:.2f} | "
+                     f"{r['sharpness_ratio']:.2f} | "
                      f"{r['lip_corr_0']:.2f} | {r['lip_lag']} | {r['adapt_seconds']:.0f} | {r['test_frames']} |")
     for variant, figures in result["summary"].items():
         lines.append(f"| **mean of {figures['people']}** | {variant} | **{figures['delta_e']:.2f}** | "

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from memface_hub.arrays_io import write_text_atomic
+from memface_hub.data.renderer_frames import RendererFrames
 from memface_hub.evaluation.perceptual import PerceptualMetric
 from memface_hub.evaluation.real_people import adaptation_cut
 from memface_hub.evaluation.renderer_eval import evaluate_renderer, track_crops
@@ -34,7 +35,6 @@ from memface_hub.evaluation.report import provenance, write_markdown_section
 from memface_hub.face.tracker import FaceTracker
 from memface_hub.io.video import DEFAULT_FPS
 from memface_hub.renderer import MemFaceRenderer
-from memface_hub.data.renderer_frames import RendererFrames
 from memface_hub.training.run_state import STATE_FILE
 from memface_hub.training.train_renderer import RendererTrainingConfig, load_renderer_data, train_renderer
 
@@ -118,13 +118,15 @@ def markdown_table(rows: list[dict], origin: dict) -> str:
              f"{config['crop_size']}, warm start from the previous bundled renderer (the layers the variants share), "
              f"held-out people {', '.join(config['people'])}; memory from the part before the cut, frames after it "
              "redrawn from their tracked mouth.", "",
-             "| variant | perceptual ↓ | LMD (px @256) ↓ | PSNR mouth ↑ | SSIM mouth ↑ | sharpness ratio | seeds | frames |",
+             "| variant | perceptual ↓ | LMD (px @256) ↓ | PSNR mouth ↑ | SSIM mouth ↑ | sharpness ratio "
+             "| seeds | frames |",
              "|---|---|---|---|---|---|---|---|"]
     cell = lambda row, key, digits: (f"{row[key]:.{digits}f} ± {row[key + '_std']:.{digits}f}"  # noqa: E731
                                      if row[key + "_std"] is not None else f"{row[key]:.{digits}f}")
     for row in rows:
         lines.append(f"| {row['variant']} | {cell(row, 'perceptual', 3)} | {cell(row, 'lmd', 2)} | "
-                     f"{cell(row, 'psnr_mouth', 2)} | {cell(row, 'ssim_mouth', 3)} | {cell(row, 'sharpness_ratio', 2)} | "
+                     f"{cell(row, 'psnr_mouth', 2)} | {cell(row, 'ssim_mouth', 3)} | "
+                     f"{cell(row, 'sharpness_ratio', 2)} | "
                      f"{row['seeds']} | {row['test_frames']} |")
     return "\n".join(lines)
 

@@ -39,18 +39,22 @@ from memface_hub.a2e import MemFaceAudioToExpression
 from memface_hub.arrays_io import write_text_atomic
 from memface_hub.audio import build_frontend, cached_features
 from memface_hub.audio.base import SILENCE_PEAK
+from memface_hub.data.a2e_clips import FEATURE_CACHE
 from memface_hub.data.corpus import load_people
-from memface_hub.io.shards import is_complete_shard, load_shard
 from memface_hub.errors import MemFaceInputError
 from memface_hub.evaluation.a2e_metrics import bilabial_counts
-from memface_hub.evaluation.grid import (ARPABET_BILABIALS, ARPABET_OPEN_VOWELS, ForcedAligner, grid_sentence,
-                                         is_grid_clip)
-from memface_hub.evaluation.real_people import (adaptation_cut, fill_missing, lip_correlation, lip_gaps,
-                                                loudness)
+from memface_hub.evaluation.grid import (
+    ARPABET_BILABIALS,
+    ARPABET_OPEN_VOWELS,
+    ForcedAligner,
+    grid_sentence,
+    is_grid_clip,
+)
+from memface_hub.evaluation.real_people import adaptation_cut, fill_missing, lip_correlation, lip_gaps, loudness
 from memface_hub.evaluation.report import provenance
 from memface_hub.face.geometry import mouth_opening
 from memface_hub.io.audio import AUDIO_SAMPLE_RATE, load_audio
-from memface_hub.data.a2e_clips import FEATURE_CACHE
+from memface_hub.io.shards import is_complete_shard, load_shard
 
 logger = logging.getLogger("real_speech_eval")
 ROOT = Path(__file__).resolve().parents[1]

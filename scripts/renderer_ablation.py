@@ -31,15 +31,15 @@ import numpy as np
 import torch
 
 from memface_hub.arrays_io import write_text_atomic
-from memface_hub.evaluation.report import write_markdown_section
+from memface_hub.data.renderer_frames import RendererFrames
 from memface_hub.evaluation.perceptual import PerceptualMetric
 from memface_hub.evaluation.renderer_eval import evaluate_renderer, render_crops, track_crops
+from memface_hub.evaluation.report import write_markdown_section
 from memface_hub.face.tracker import FaceTracker
 from memface_hub.io.video import concatenate_videos
 from memface_hub.renderer import MemFaceRenderer
 from memface_hub.speaker import SpeakerMemory
 from memface_hub.training.adapt import adapt_speaker, apply_renderer_delta
-from memface_hub.data.renderer_frames import RendererFrames
 from memface_hub.training.run_state import STATE_FILE
 from memface_hub.training.train_renderer import RendererTrainingConfig, load_renderer_data, train_renderer
 
@@ -59,7 +59,8 @@ def parse_args(argv):
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=120, help="training batches per run")
     parser.add_argument("--perceptual-weight", type=float, default=0.0,
-                        help="λ_p of eq. 6 in these runs (default 0: the perceptual loss doubles the step time on a CPU)")
+                        help="λ_p of eq. 6 in these runs "
+                             "(default 0: the perceptual loss doubles the step time on a CPU)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--frame-step", type=int, default=6, help="every n-th training frame")
     parser.add_argument("--test-frame-step", type=int, default=15, help="every n-th test frame")
@@ -204,8 +205,8 @@ def main(argv: list[str] | None = None) -> int:
                            "machine": f"{os.cpu_count()} CPU cores, torch threads {torch.get_num_threads()}"},
               "wall_seconds": time.perf_counter() - started}
     write_text_atomic(Path(args.out), json.dumps(result, indent=1))
-    write_markdown_section(args.readme, "renderer-ablation", "Renderer ablation (`docs/results/renderer_ablation.json`)",
-                           markdown_table(result))
+    write_markdown_section(args.readme, "renderer-ablation",
+                           "Renderer ablation (`docs/results/renderer_ablation.json`)", markdown_table(result))
     print(markdown_table(result))
     return 0
 
@@ -213,15 +214,20 @@ def main(argv: list[str] | None = None) -> int:
 def markdown_table(result: dict) -> str:
     settings = result["settings"]
     lines = [f"Crop {settings['crop_size']}, {settings['steps']} steps × batch {settings['batch_size']} per run; "
-             f"λ_p = {settings['perceptual_weight']}; training {result['train_images_per_s']:.1f} images/s ({settings['machine']}).", "",
-             "| variant | PSNR mouth ↑ | SSIM mouth ↑ | perceptual ↓ | LMD (px @256) ↓ | sharpness ratio (→1) | seeds | test frames |",
+             f"λ_p = {settings['perceptual_weight']}; training {result['train_images_per_s']:.1f} images/s "
+             f"({settings['machine']}).", "",
+             "| variant | PSNR mouth ↑ | SSIM mouth ↑ | perceptual ↓ | LMD (px @256) ↓ | sharpness ratio (→1) "
+             "| seeds | test frames |",
              "|---|---|---|---|---|---|---|---|"]
     for row in result["rows"]:
         lines.append(f"| {row['variant']} | {row['psnr_mouth']:.2f} ± {row['psnr_mouth_std']:.2f} | "
                      f"{row['ssim_mouth']:.3f} ± {row['ssim_mouth_std']:.3f} | "
-                     f"{row['perceptual']:.3f} ± {row['perceptual_std']:.3f} | {row['lmd']:.2f} ± {row['lmd_std']:.2f} | "
-                     f"{row['sharpness_ratio']:.2f} ± {row['sharpness_ratio_std']:.2f} | {row['seeds']} | {row['test_frames']} |")
-    lines += ["", "| adaptation video | memory only (s) | fine-tune (s) | PSNR before → after | perceptual before → after | LMD before → after |",
+                     f"{row['perceptual']:.3f} ± {row['perceptual_std']:.3f} | "
+                     f"{row['lmd']:.2f} ± {row['lmd_std']:.2f} | "
+                     f"{row['sharpness_ratio']:.2f} ± {row['sharpness_ratio_std']:.2f} | {row['seeds']} | "
+                     f"{row['test_frames']} |")
+    lines += ["", "| adaptation video | memory only (s) | fine-tune (s) | PSNR before → after "
+              "| perceptual before → after | LMD before → after |",
               "|---|---|---|---|---|---|"]
     for item in result["adaptation"]:
         b, a = item["metrics_before"], item["metrics_after"]

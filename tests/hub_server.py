@@ -17,9 +17,9 @@ client only speaks HTTP, so this server answers the endpoints it calls (read off
 
 Errors carry the Hub's ``X-Error-Code`` (RepoNotFound, RevisionNotFound, EntryNotFound), so the client raises
 its usual exceptions. Simplified on purpose: one branch (``main``), every commit also resolvable by its sha, no
-LFS/Xet, no pagination, no pull requests, gating recorded but not enforced, no Range requests; a repo's tags are its card's ``tags``
-plus its ``library_name``. Private repos exist only for their owner's token (others get RepoNotFound, as on
-the Hub). ``log`` records every request line, so a test can check what was (not) downloaded.
+LFS/Xet, no pagination, no pull requests, gating recorded but not enforced, no Range requests; a repo's tags
+are its card's ``tags`` plus its ``library_name``. Private repos exist only for their owner's token (others get
+RepoNotFound, as on the Hub). ``log`` records every request line, so a test can check what was (not) downloaded.
 """
 
 from __future__ import annotations
@@ -141,7 +141,7 @@ class HubServer:
         self.endpoint = f"http://127.0.0.1:{self._httpd.server_port}"
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="test-hub", daemon=True)
 
-    def start(self) -> "HubServer":
+    def start(self) -> HubServer:
         self._thread.start()
         return self
 

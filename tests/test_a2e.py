@@ -221,8 +221,8 @@ def test_training_writes_best_model_and_resumes(tiny_shards, tiny_corpus, tmp_pa
     state = json.loads((tmp_path / "run" / "trainer_state.json").read_text())
     assert state["epoch"] == 3 and [h["epoch"] for h in state["history"]] == [1, 2, 3]
 
-    from memface_hub.evaluation.a2e_eval import evaluate_a2e
     from memface_hub.data.a2e_clips import read_splits
+    from memface_hub.evaluation.a2e_eval import evaluate_a2e
 
     corpus_root, _ = tiny_corpus
     metrics = evaluate_a2e(model, tiny_shards, corpus_root, read_splits(corpus_root / "corpus.json")["test"])
@@ -237,7 +237,8 @@ def test_train_many_runs_side_by_side_and_skips_finished_ones(tiny_shards, tiny_
     configs = [A2ETrainingConfig(
         shards=str(tiny_shards), output_dir=str(tmp_path / memory), splits=str(corpus_root / "corpus.json"),
         frontend={"name": "mel", "n_mels": 20}, memory=memory, memory_slots=16, memory_dim=8, exp_dim=8, d_model=32,
-        num_heads=2, num_layers=1, epochs=1, batch_size=4, window=32, progress=False) for memory in ("implicit", "none")]
+        num_heads=2, num_layers=1, epochs=1, batch_size=4, window=32, progress=False)
+        for memory in ("implicit", "none")]
     bests = train_a2e_many(configs, jobs=2)                    # two single-threaded processes
     assert [b.parent.name for b in bests] == ["implicit", "none"] and all(run_is_finished(c) for c in configs)
     assert MemFaceAudioToExpression.from_pretrained(bests[1]).implicit_memory is None

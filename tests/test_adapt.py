@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import tone, write_video
 
+from conftest import tone, write_video
 from memface_hub.arrays_io import load_arrays, save_arrays
 from memface_hub.errors import MemFaceInputError
 from memface_hub.io import read_frames
@@ -34,7 +34,8 @@ def test_adapt_to_the_real_carphone_speaker(carphone_path, tmp_path):
     assert delta and all(array.dtype == np.float16 for array in delta.values())
     applied = apply_renderer_delta(MemFaceRenderer.from_pretrained(tmp_path / "renderer"),
                                    tuned.speaker_dir / DELTA_FILE)
-    changed = [name for name, tensor in applied.state_dict().items() if not torch.equal(tensor, base.state_dict()[name])]
+    base_state = base.state_dict()
+    changed = [name for name, tensor in applied.state_dict().items() if not torch.equal(tensor, base_state[name])]
     assert changed
     delta["stowaway"] = np.zeros(1, np.float16)
     save_arrays(tmp_path / "bad.safetensors", delta)

@@ -12,11 +12,19 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import tone
 
+from conftest import tone
 from memface_hub.audio import (
-    FRONTENDS, PHONES, DeepSpeechFrontEnd, MelFrontEnd, PhonemeFrontEnd, Wav2Vec2FrontEnd, build_frontend,
-    cache_key, cached_features, validate_waveform,
+    FRONTENDS,
+    PHONES,
+    DeepSpeechFrontEnd,
+    MelFrontEnd,
+    PhonemeFrontEnd,
+    Wav2Vec2FrontEnd,
+    build_frontend,
+    cache_key,
+    cached_features,
+    validate_waveform,
 )
 from memface_hub.audio.phonemes import NOISE_PHONES, model_phones
 from memface_hub.errors import MemFaceInputError
@@ -341,7 +349,7 @@ def test_wav2vec2_reads_the_encoder_of_a_ctc_checkpoint(tiny_ctc):
 
 def test_missing_model_is_a_clear_error(tmp_path):
     with pytest.raises(MemFaceInputError, match="cannot load the model config"):
-        Wav2Vec2FrontEnd(str(tmp_path / "no_such_model")).feature_dim
+        _ = Wav2Vec2FrontEnd(str(tmp_path / "no_such_model")).feature_dim
 
 
 def test_deepspeech_windows_of_ctc_logits(tiny_ctc):

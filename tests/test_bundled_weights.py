@@ -18,12 +18,13 @@ def test_bundled_weights_give_the_pinned_outputs():
     generator = torch.Generator().manual_seed(0)
     features = torch.randn(32, pipe.a2e.feature_dim, generator=generator)
     size = pipe.renderer.crop_size
-    template, sketch = torch.rand(1, 3, size, size, generator=generator), torch.rand(1, 3, size, size, generator=generator)
+    template = torch.rand(1, 3, size, size, generator=generator)
+    sketch = torch.rand(1, 3, size, size, generator=generator)
     with torch.no_grad():
         expressions = pipe.a2e.predict(features)
         output = pipe.renderer(template, sketch, torch.from_numpy(speaker.keys[5:6]).float(),
                                **pipe.renderer.speaker_memory_inputs(speaker.keys, speaker.values))
     top, _, left, _ = pipe.renderer.patch_box
     torch.testing.assert_close(expressions[10, :6], torch.tensor(EXPECTED_A2E), rtol=1e-3, atol=1e-4)
-    torch.testing.assert_close(output.image[0, :, top + 20, left + 20:left + 24].flatten(), torch.tensor(EXPECTED_RENDERER),
-                               rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(output.image[0, :, top + 20, left + 20:left + 24].flatten(),
+                               torch.tensor(EXPECTED_RENDERER), rtol=1e-3, atol=1e-4)

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from memface_hub.data.demo_corpus import build_demo_corpus, plan_corpus
-from memface_hub.io.shards import load_shard
 from memface_hub.errors import MemFaceInputError
 from memface_hub.face.geometry import mouth_opening
 from memface_hub.io import probe, read_frames
+from memface_hub.io.shards import load_shard
 from memface_hub.io.video import SYNTHETIC_LABEL
 
 

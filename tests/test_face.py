@@ -10,8 +10,15 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from memface_hub.face.crop import CropLayout, crop_transforms, feathered_mask, paste_back, warp_to_crop
-from memface_hub.face.geometry import (Poses, canonical_face, canonical_mouth_vertices, fit_poses, mouth_opening,
-                                       neutral_mouth, umeyama)
+from memface_hub.face.geometry import (
+    Poses,
+    canonical_face,
+    canonical_mouth_vertices,
+    fit_poses,
+    mouth_opening,
+    neutral_mouth,
+    umeyama,
+)
 from memface_hub.face.landmarks import LEFT_EYE_OUTER, MOUTH_VERTICES, RIGHT_EYE_OUTER, RIGID
 from memface_hub.face.model_file import ENV_VAR, resolve_landmarker_model
 from memface_hub.face.mouth_model import MouthModel

@@ -10,8 +10,14 @@ import skimage.data
 import torch
 import torch.nn.functional as F
 
-from memface_hub.evaluation.image_metrics import (lip_landmark_distance, mouth_box_crop, psnr,
-                                                  sharpness, sharpness_ratio, ssim)
+from memface_hub.evaluation.image_metrics import (
+    lip_landmark_distance,
+    mouth_box_crop,
+    psnr,
+    sharpness,
+    sharpness_ratio,
+    ssim,
+)
 from memface_hub.face.crop import CropLayout
 from memface_hub.face.landmarks import LIPS
 

@@ -6,8 +6,8 @@ import subprocess
 
 import numpy as np
 import pytest
-from conftest import tone, write_video
 
+from conftest import tone, write_video
 from memface_hub.errors import MemFaceInputError
 from memface_hub.io import VideoWriter, iter_frames, load_audio, probe, read_frames
 from memface_hub.io.video import ffmpeg_exe

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import tone
 from memface_hub.a2e import MemFaceAudioToExpression
 from memface_hub.errors import MemFaceInputError
 from memface_hub.io import read_frames
@@ -18,8 +19,6 @@ from memface_hub.io.video import SYNTHETIC_LABEL, ffmpeg_exe, probe
 from memface_hub.pipeline import DEMO_PIPELINE, DEMO_SPEAKER, MemFacePipeline, load_speaker, pingpong_indices
 from memface_hub.renderer import MemFaceRenderer
 from memface_hub.speaker import SpeakerMemory
-
-from conftest import tone
 
 
 @pytest.fixture(scope="module")

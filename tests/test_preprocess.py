@@ -10,13 +10,13 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import tone, write_video
 
+from conftest import tone, write_video
 from memface_hub.arrays_io import load_arrays, save_arrays
 from memface_hub.data.preprocess import preprocess_clip, preprocess_clips, summarise, unique_clip_ids
-from memface_hub.io.shards import fit_mouth_model, is_complete_shard, load_shard
 from memface_hub.errors import MemFaceInputError
 from memface_hub.io import read_frames
+from memface_hub.io.shards import fit_mouth_model, is_complete_shard, load_shard
 
 
 @pytest.fixture(scope="module")

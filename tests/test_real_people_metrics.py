@@ -6,8 +6,18 @@ import cv2
 import numpy as np
 import pytest
 
-from memface_hub.evaluation.real_people import (LabAccumulator, compare_videos, delta_e, fill_missing, lip_correlation,
-                                                lip_gaps, loudness, lower_face_mask, mouth_sharpness, video_statistics)
+from memface_hub.evaluation.real_people import (
+    LabAccumulator,
+    compare_videos,
+    delta_e,
+    fill_missing,
+    lip_correlation,
+    lip_gaps,
+    loudness,
+    lower_face_mask,
+    mouth_sharpness,
+    video_statistics,
+)
 from memface_hub.io import read_frames
 
 

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 from memface_hub.arrays_io import save_arrays
-from memface_hub.io.shards import AUDIO_FILE, META_FILE, SHARD_FORMAT, SHARD_VERSION, TRACK_FILE
 from memface_hub.errors import MemFaceInputError
 from memface_hub.evaluation.grid import grid_sentence, is_grid_clip
 from memface_hub.evaluation.real_people import adaptation_cut
 from memface_hub.face.landmarks import MOUTH_VERTICES, NUM_BLENDSHAPES, NUM_LANDMARKS
 from memface_hub.io.audio import AUDIO_SAMPLE_RATE, write_wav
+from memface_hub.io.shards import AUDIO_FILE, META_FILE, SHARD_FORMAT, SHARD_VERSION, TRACK_FILE
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FPS = 25
@@ -100,8 +100,8 @@ def mixed_shards(tmp_path):
 
 def test_silent_shards_are_skipped_with_a_log_line(mixed_shards, caplog):
     from memface_hub.audio import build_frontend
-    from memface_hub.io.shards import fit_mouth_model
     from memface_hub.data.a2e_clips import load_a2e_clips
+    from memface_hub.io.shards import fit_mouth_model
 
     mouth_model = fit_mouth_model(mixed_shards, 4)
     with caplog.at_level(logging.INFO, logger="memface_hub.data.a2e_clips"):

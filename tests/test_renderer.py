@@ -170,7 +170,8 @@ def test_colour_comes_from_the_inputs():
     plain = MemFaceRenderer(memory="explicit", colour_normalise=False, **SMALL).eval()
     with torch.no_grad():
         base = plain(template, sketch, vertices, **plain.memory_inputs(keys, patches)).raw
-        moved = plain(template * gain + offset, sketch, vertices, **plain.memory_inputs(keys, patches * gain + offset)).raw
+        moved_memory = plain.memory_inputs(keys, patches * gain + offset)
+        moved = plain(template * gain + offset, sketch, vertices, **moved_memory).raw
     assert not torch.allclose(moved, base * gain + offset, atol=1e-2)
 
 

@@ -14,8 +14,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import tone, write_video
 
+from conftest import tone, write_video
 from memface_hub.a2e import MemFaceAudioToExpression
 from memface_hub.io.audio import write_wav
 from memface_hub.io.video import concatenate_videos, probe

@@ -42,8 +42,9 @@ def bundled_demo_exists() -> bool:
 @pytest.fixture(scope="module")
 def space(request, tmp_path_factory):
     """(url, clip to adapt, screenshot folder): the tiny pipeline, or the bundled demo for screenshots."""
-    import space_app
     from test_space_app import build_tiny_space_assets, few_threads, tiny_config
+
+    import space_app
 
     work = tmp_path_factory.mktemp("browser_space")
     with few_threads():
@@ -127,7 +128,8 @@ def test_generate_and_adapt_in_a_browser(space, browser):
     # Adapt: upload a clip, tick consent, click, the memory's contact sheet appears
     browser.set_window_size(1400, 1000)
     open_tab(browser, "Adapt")
-    wait.until(lambda driver: driver.find_element(By.CSS_SELECTOR, "#adapt-video input[type=file]")).send_keys(str(clip))
+    upload = wait.until(lambda driver: driver.find_element(By.CSS_SELECTOR, "#adapt-video input[type=file]"))
+    upload.send_keys(str(clip))
     wait.until(lambda driver: driver.find_elements(By.CSS_SELECTOR, "#adapt-video video"))
     browser.find_element(By.CSS_SELECTOR, "#adapt-name textarea, #adapt-name input").send_keys("alice")
     browser.find_element(By.CSS_SELECTOR, "#adapt-consent input[type=checkbox]").click()

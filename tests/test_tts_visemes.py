@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 
+from memface_hub.audio.tts import PhonemeEvent, Speech, is_pause, synthesize
 from memface_hub.data.sentences import (
     GRID_ADVERBS,
     GRID_COLORS,
@@ -23,7 +24,6 @@ from memface_hub.data.sentences import (
     grid_sentences,
     split_sentences,
 )
-from memface_hub.audio.tts import PhonemeEvent, Speech, is_pause, synthesize
 from memface_hub.data.visemes import (
     BILABIALS,
     NEUTRAL_CONSONANT,

@@ -46,8 +46,8 @@ def validate_waveform(waveform: np.ndarray, sampling_rate: int, expected: int = 
 
     Raises :class:`MemFaceInputError` (one line, ``"<source>: <problem>"``) for a waveform that is not
     a 1-D float array, is empty, shorter than one 25 ms window, holds NaN/inf, is silent (peak
-    below ``SILENCE_PEAK``) or clipped (over 1 % of samples at full scale), and for a sampling rate other than ``expected`` unless ``resample`` is
-    true, in which case the audio is resampled with librosa (logged at INFO).
+    below ``SILENCE_PEAK``) or clipped (over 1 % of samples at full scale), and for a sampling rate other
+    than ``expected`` unless ``resample`` is true, in which case the audio is resampled with librosa (logged at INFO).
     """
     # 1. type, shape, values
     if not isinstance(waveform, np.ndarray):

@@ -16,10 +16,10 @@ from tqdm.auto import tqdm
 
 from ..audio import AudioFrontEnd, cached_features
 from ..audio.base import SILENCE_PEAK
-from ..io.shards import find_shards, load_shard
 from ..errors import MemFaceInputError
 from ..face.mouth_model import MouthModel
 from ..io.audio import AUDIO_SAMPLE_RATE, load_audio
+from ..io.shards import find_shards, load_shard
 
 FEATURE_CACHE = "features"
 

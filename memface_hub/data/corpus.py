@@ -32,8 +32,8 @@ from ..arrays_io import write_text_atomic
 from ..audio.base import SILENCE_PEAK
 from ..errors import MemFaceInputError
 from ..io.audio import load_audio
-from .preprocess import preprocess_clips, unique_clip_ids
 from ..io.shards import load_shard
+from .preprocess import preprocess_clips, unique_clip_ids
 
 logger = logging.getLogger(__name__)
 

@@ -26,15 +26,15 @@ from scipy.signal import resample_poly
 from tqdm.auto import tqdm
 
 from ..arrays_io import write_text_atomic
+from ..audio.tts import synthesize
 from ..errors import MemFaceInputError
-from ..parallel import limit_worker_threads
 from ..face.landmarks import CHIN
 from ..face.tracker import FaceTracker
 from ..io.audio import AUDIO_SAMPLE_RATE
 from ..io.video import DEFAULT_FPS, SYNTHETIC_LABEL, VideoWriter
+from ..parallel import limit_worker_threads
 from .face_animator import FaceAnimator, HeadMotion
 from .sentences import corpus_sentences, split_sentences
-from ..audio.tts import synthesize
 from .visemes import viseme_schedule
 
 logger = logging.getLogger(__name__)
@@ -83,8 +83,8 @@ def plan_corpus(minutes: float = 20.0, seed: int = 0, voices: Sequence[str] = DE
     if not voices or not rates:
         raise MemFaceInputError("voices/rates", "need at least one voice and one rate")
     sentences = corpus_sentences(num_grid=num_grid, seed=seed)
-    split_of = {sentence: name for name, items in split_sentences(sentences, seed=seed, val_fraction=VAL_FRACTION,
-                                                                       test_fraction=TEST_FRACTION).items() for sentence in items}
+    splits = split_sentences(sentences, seed=seed, val_fraction=VAL_FRACTION, test_fraction=TEST_FRACTION)
+    split_of = {sentence: name for name, items in splits.items() for sentence in items}
     index_of = {sentence: index for index, sentence in enumerate(sentences)}
     rng = np.random.default_rng(seed)
     candidates = [(sentence, voice) for sentence in sentences for voice in voices]

@@ -16,8 +16,17 @@ import cv2
 import numpy as np
 from scipy.spatial import Delaunay
 
-from ..face.landmarks import (CHIN, INNER_LIPS_LOOP, LEFT_EYE_LOWER, LEFT_EYE_OUTER, LEFT_EYE_UPPER,
-                              OUTER_LIPS_LOOP, RIGHT_EYE_LOWER, RIGHT_EYE_OUTER, RIGHT_EYE_UPPER)
+from ..face.landmarks import (
+    CHIN,
+    INNER_LIPS_LOOP,
+    LEFT_EYE_LOWER,
+    LEFT_EYE_OUTER,
+    LEFT_EYE_UPPER,
+    OUTER_LIPS_LOOP,
+    RIGHT_EYE_LOWER,
+    RIGHT_EYE_OUTER,
+    RIGHT_EYE_UPPER,
+)
 
 # Inner lip contour: corners 78 (right) and 308 (left); upper half 78→308, lower half 308→78.
 _INNER_UPPER = INNER_LIPS_LOOP[1:10]           # 191 … 415, left to right in the loop

@@ -26,14 +26,22 @@ from tqdm.auto import tqdm
 from .. import __version__
 from ..arrays_io import save_arrays
 from ..errors import MemFaceInputError
-from ..parallel import limit_worker_threads
 from ..face.crop import CropLayout, crop_transforms, warp_to_crop
 from ..face.geometry import canonical_face, canonical_mouth_vertices, fit_poses, neutral_mouth
 from ..face.tracker import FaceTracker
 from ..io.audio import AUDIO_SAMPLE_RATE, load_audio, write_wav
+from ..io.shards import (
+    AUDIO_FILE,
+    CROPS_FILE,
+    META_FILE,
+    SHARD_FORMAT,
+    SHARD_VERSION,
+    TRACK_FILE,
+    is_complete_shard,
+    validate_track_arrays,
+)
 from ..io.video import DEFAULT_FPS, VideoWriter, iter_frames, probe
-from ..io.shards import (AUDIO_FILE, CROPS_FILE, META_FILE, SHARD_FORMAT, SHARD_VERSION, TRACK_FILE,
-                     is_complete_shard, validate_track_arrays)
+from ..parallel import limit_worker_threads
 
 logger = logging.getLogger(__name__)
 

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..io.shards import load_shard
 from ..face.crop import CropLayout
 from ..face.sketch import draw_mouth_sketch, project_mouth
+from ..io.shards import load_shard
 from ..io.video import iter_frames
 from ..speaker import farthest_point_selection
 
@@ -59,7 +59,7 @@ class RendererFrames(torch.utils.data.Dataset):
             keep = [t for t in range(0, shard.num_frames, frame_step) if shard.valid[t]]
             wanted = set(keep)
             points = project_mouth(shard.mouth_vertices[keep], shard.poses.take(keep),
-                                   shard.crop_affines[keep]) * scale                                  # (n, V, 2) in crop pixels
+                                   shard.crop_affines[keep]) * scale             # (n, V, 2) in crop pixels
             position = 0
             for index, crop in enumerate(iter_frames(shard.crops_path)):
                 if index not in wanted:
@@ -92,14 +92,14 @@ class RendererFrames(torch.utils.data.Dataset):
                                self.frames[chosen])
         return self.bank
 
-    def take(self, keep: np.ndarray) -> "RendererFrames":
+    def take(self, keep: np.ndarray) -> RendererFrames:
         """A view of some frames (a bool mask or indices over items), without a memory bank."""
         part = copy.copy(self)
         part.crops, part.sketches, part.vertices = self.crops[keep], self.sketches[keep], self.vertices[keep]
         part.clips, part.frames, part.bank = self.clips[keep], self.frames[keep], None
         return part
 
-    def split_at(self, frame: int) -> tuple["RendererFrames", "RendererFrames"]:
+    def split_at(self, frame: int) -> tuple[RendererFrames, RendererFrames]:
         """The frames before ``frame`` and from ``frame`` on (e.g. the adaptation part and the test
         part of one clip), as two views without a memory bank."""
         return self.take(self.frames < frame), self.take(self.frames >= frame)
@@ -176,4 +176,5 @@ class PersonBatchSampler(torch.utils.data.Sampler[list[int]]):
         self.epoch += 1
         for person in rng.choice(len(self.probabilities), size=self.num_batches, p=self.probabilities):
             start, stop = self.offsets[person], self.offsets[person + 1]
-            yield (start + rng.choice(stop - start, size=self.batch_size, replace=stop - start < self.batch_size)).tolist()
+            count = stop - start
+            yield (start + rng.choice(count, size=self.batch_size, replace=count < self.batch_size)).tolist()

@@ -130,7 +130,7 @@ def corpus_sentences(num_grid: int = 200, seed: int = 0) -> list[str]:
 
 def _unit_hash(sentence: str, seed: int) -> float:
     """Stable hash of ``(seed, sentence)`` mapped to [0, 1)."""
-    digest = hashlib.sha256(f"{seed}\0{sentence}".encode("utf-8")).digest()
+    digest = hashlib.sha256(f"{seed}\0{sentence}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
 
 

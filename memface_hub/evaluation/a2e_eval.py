@@ -13,9 +13,9 @@ from tqdm.auto import tqdm
 
 from ..a2e import MemFaceAudioToExpression
 from ..audio import build_frontend, cached_features
-from ..io.shards import load_shard
-from ..io.audio import AUDIO_SAMPLE_RATE, load_audio
 from ..data.a2e_clips import FEATURE_CACHE
+from ..io.audio import AUDIO_SAMPLE_RATE, load_audio
+from ..io.shards import load_shard
 from .a2e_metrics import UtteranceResult, evaluate_utterance, pool_results
 
 

@@ -63,7 +63,8 @@ def best_lag(predicted_opening: np.ndarray, true_opening: np.ndarray, max_lag: i
         if len(a) < 3 or a.std() == 0 or b.std() == 0:
             continue
         correlation = float(np.corrcoef(a, b)[0, 1])
-        if correlation > best_correlation + 1e-12 or (abs(correlation - best_correlation) <= 1e-12 and abs(lag) < abs(best)):
+        tie = abs(correlation - best_correlation) <= 1e-12
+        if correlation > best_correlation + 1e-12 or (tie and abs(lag) < abs(best)):
             best, best_correlation = lag, correlation
     return best
 
@@ -122,7 +123,8 @@ def pool_results(results: Sequence[UtteranceResult]) -> dict:
         "rmse": float(np.sqrt(squared / max(count, 1))),
         "bilabial_closure": sum(r.closed for r in results) / bilabials if bilabials else float("nan"),
         "bilabials": bilabials,
-        "bilabial_closure_ground_truth": sum(r.truth_closed for r in results) / bilabials if bilabials else float("nan"),
+        "bilabial_closure_ground_truth": (sum(r.truth_closed for r in results) / bilabials if bilabials
+                                          else float("nan")),
         "av_offset_frames": float(np.abs(lags).mean()) if len(lags) else float("nan"),
         "av_offset_mean_signed": float(lags.mean()) if len(lags) else float("nan"),
         "lag0_fraction": float((lags == 0).mean()) if len(lags) else float("nan"),

@@ -161,8 +161,8 @@ def video_statistics(frames, tracker, total: int | None = None) -> VideoStatisti
             sharpness_values.append(mouth_sharpness(frame, points))
     gaps = lip_gaps(track.landmarks)
     gaps[~track.detected] = np.nan
-    return VideoStatistics(gaps, colour.mean, float(np.nanmedian(sharpness_values)) if sharpness_values else float("nan"),
-                           track.tracked_fraction)
+    sharpness = float(np.nanmedian(sharpness_values)) if sharpness_values else float("nan")
+    return VideoStatistics(gaps, colour.mean, sharpness, track.tracked_fraction)
 
 
 def fill_missing(values: np.ndarray) -> np.ndarray:

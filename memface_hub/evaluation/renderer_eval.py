@@ -20,10 +20,10 @@ import cv2
 import numpy as np
 import torch
 
+from ..data.renderer_frames import RendererFrames
 from ..face.crop import CropLayout
 from ..face.tracker import FaceTracker
 from ..renderer import MemFaceRenderer
-from ..data.renderer_frames import RendererFrames
 from .image_metrics import lip_landmark_distance, mouth_box_crop, psnr, sharpness_ratio, ssim
 from .perceptual import PerceptualMetric
 

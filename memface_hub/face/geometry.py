@@ -14,8 +14,15 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 from scipy.spatial.transform import Rotation
 
-from .landmarks import (LEFT_EYE_OUTER, LOWER_INNER_LIP, MOUTH_VERTICES, RIGHT_EYE_OUTER, RIGID,
-                        UPPER_INNER_LIP, mouth_vertex_position)
+from .landmarks import (
+    LEFT_EYE_OUTER,
+    LOWER_INNER_LIP,
+    MOUTH_VERTICES,
+    RIGHT_EYE_OUTER,
+    RIGID,
+    UPPER_INNER_LIP,
+    mouth_vertex_position,
+)
 
 _UPPER = mouth_vertex_position(UPPER_INNER_LIP)
 _LOWER = mouth_vertex_position(LOWER_INNER_LIP)
@@ -65,7 +72,7 @@ class Poses:
         centred = points - self.translation[:, None, :]
         return np.einsum("tji,tnj->tni", self.rotation, centred) / self.scale[:, None, None]
 
-    def take(self, indices) -> "Poses":
+    def take(self, indices) -> Poses:
         """The poses of the frames ``indices`` (any numpy index)."""
         return Poses(self.scale[indices], self.rotation[indices], self.translation[indices])
 
@@ -75,7 +82,7 @@ class Poses:
                               axis=1).astype(np.float32)
 
     @classmethod
-    def from_array(cls, array: np.ndarray) -> "Poses":
+    def from_array(cls, array: np.ndarray) -> Poses:
         array = np.asarray(array, np.float64)
         if array.ndim != 2 or array.shape[1] != 13:
             raise ValueError(f"poses must be (T, 13), got {array.shape}")

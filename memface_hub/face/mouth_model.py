@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 
 from ..arrays_io import load_arrays, save_arrays
-
 from .landmarks import MOUTH_VERTICES
 
 NUM_MOUTH_VERTICES = len(MOUTH_VERTICES)
@@ -37,7 +36,7 @@ class MouthModel:
         return int(self.basis.shape[0])
 
     @classmethod
-    def fit(cls, deltas: np.ndarray, num_components: int = 16) -> "MouthModel":
+    def fit(cls, deltas: np.ndarray, num_components: int = 16) -> MouthModel:
         """Fit on deltas ``(N, V, 3)`` = canonical vertices − the speaker's neutral mouth."""
         deltas = np.asarray(deltas, np.float64).reshape(len(deltas), -1)
         if len(deltas) < 2:
@@ -64,7 +63,7 @@ class MouthModel:
                            metadata={"format": "memface-mouth-model", "version": "1"})
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "MouthModel":
+    def load(cls, path: str | os.PathLike) -> MouthModel:
         tensors = load_arrays(path)
         missing = {"basis", "explained_variance"} - set(tensors)
         if missing:

@@ -21,16 +21,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from ..arrays_io import atomic_folder, save_arrays
 from ..data.preprocess import preprocess_clip
+from ..data.renderer_frames import RendererFrames
 from ..errors import MemFaceInputError
 from ..renderer import MemFaceRenderer, apply_renderer_delta, renderer_delta  # noqa: F401 (re-exported)
 from ..speaker import DELTA_FILE, SPEAKER_FILE, SpeakerMemory
-from ..data.renderer_frames import RendererFrames
 from .losses import renderer_loss
 
 logger = logging.getLogger(__name__)

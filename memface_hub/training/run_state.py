@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 
 from ..arrays_io import write_text_atomic
-from ..io.shards import find_shards
 from ..data.a2e_clips import hash_split, read_splits
+from ..io.shards import find_shards
 
 STATE_FILE = "trainer_state.json"
 CHECKPOINT_DIR = "checkpoint"

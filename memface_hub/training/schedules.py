@@ -16,7 +16,8 @@ class AlternatingSchedule:
 
     def __init__(self, total_steps: int, alternate_fraction: float = 0.5):
         if total_steps < 1 or not 0.0 <= alternate_fraction <= 1.0:
-            raise ValueError(f"need total_steps ≥ 1 and 0 ≤ alternate_fraction ≤ 1, got {total_steps}, {alternate_fraction}")
+            raise ValueError(f"need total_steps ≥ 1 and 0 ≤ alternate_fraction ≤ 1, "
+                             f"got {total_steps}, {alternate_fraction}")
         self.total_steps = total_steps
         self.alternate_until = int(total_steps * alternate_fraction)
 

@@ -25,11 +25,11 @@ from tqdm.auto import tqdm
 
 from ..a2e import MemFaceAudioToExpression
 from ..audio import build_frontend
-from ..io.shards import fit_mouth_model
-from ..face.mouth_model import MouthModel
 from ..data.a2e_clips import A2EWindows, load_a2e_clips
-from .losses import a2e_loss
+from ..face.mouth_model import MouthModel
+from ..io.shards import fit_mouth_model
 from ..parallel import limit_worker_threads
+from .losses import a2e_loss
 from .run_state import STATE_FILE, resume_state, save_state, split_shards
 from .schedules import AlternatingSchedule
 
