@@ -441,6 +441,15 @@ def _add_train_renderer(commands) -> None:
     parser.add_argument("--memory-subset", type=int, default=96,
                         help="memory entries read per training step, 0 for all (default: 96)")
     parser.add_argument("--no-colour-augment", action="store_true", help="turn off colour augmentation")
+    parser.add_argument("--mouth-window", action="store_true",
+                        help="the network sees only the window around the mouth box (crop 256 in real time)")
+    parser.add_argument("--memory-distance-prior", type=float, default=0.0,
+                        help="read the memory entries whose mouth shape is near the query (0: learned attention only)")
+    parser.add_argument("--memory-top-k", type=positive_int, default=None, help="read at most k memory entries")
+    parser.add_argument("--feather", type=int, default=6, help="compositing feather in crop pixels (default: 6)")
+    parser.add_argument("--ring-width", type=float, default=0.08,
+                        help="colour ring around the mouth box, fraction of the crop (default: 0.08)")
+    parser.add_argument("--gan-weight", type=float, default=0.01, help="λ_GAN of eq. 6 (default: 0.01)")
     parser.add_argument("--init-from", default=None, help="warm start from a renderer folder (same architecture)")
     parser.add_argument("--mixed-precision", default="no", choices=["no", "bf16"],
                         help="bf16 autocast (CPUs with avx512-bf16, GPUs) (default: no)")
@@ -457,7 +466,9 @@ def _run_train_renderer(args) -> int:
         memory_entries=args.entries, frame_step=args.frame_step, epochs=args.epochs, batch_size=args.batch_size,
         max_steps=args.max_steps, seed=args.seed, resume=args.resume, learning_rate=args.learning_rate,
         perceptual_weight=args.perceptual_weight, memory_subset=args.memory_subset or None,
-        colour_augment=not args.no_colour_augment, init_from=args.init_from, mixed_precision=args.mixed_precision))
+        colour_augment=not args.no_colour_augment, init_from=args.init_from, mixed_precision=args.mixed_precision,
+        mouth_window=args.mouth_window, memory_distance_prior=args.memory_distance_prior,
+        memory_top_k=args.memory_top_k, feather=args.feather, ring_width=args.ring_width, gan_weight=args.gan_weight))
     logger.info("best renderer: %s", Path(best).resolve())
     return 0
 
@@ -476,6 +487,9 @@ def _add_adapt(commands) -> None:
     parser.add_argument("--finetune-steps", type=positive_int, default=None, help="fine-tuning step budget")
     parser.add_argument("--finetune-seconds", type=positive_float, default=None, help="fine-tuning time budget")
     parser.add_argument("--max-seconds", type=positive_float, default=60.0, help="refuse longer videos (default: 60)")
+    parser.add_argument("--max-resolution", type=positive_int, default=1080,
+                        help="scale larger videos down to this many lines (short side; 1080: a 4K video is stored "
+                             "at 1920x1080), which is also the size of the videos generated with it (default: 1080)")
     parser.set_defaults(handler=_run_adapt)
 
 
@@ -487,7 +501,7 @@ def _run_adapt(args) -> int:
 
     result = adapt_speaker(args.video, args.out, name=args.name, entries=args.entries, renderer=args.renderer,
                            finetune_steps=args.finetune_steps, finetune_seconds=args.finetune_seconds,
-                           max_seconds=args.max_seconds)
+                           max_seconds=args.max_seconds, max_short_side=args.max_resolution)
     print(json.dumps({"speaker": str(Path(result.speaker_dir).resolve()),
                       "memory_seconds": round(result.memory_seconds, 2),
                       "finetune_seconds": round(result.finetune_seconds, 2),
@@ -526,6 +540,10 @@ def main(argv: list[str] | None = None) -> int:
     except (MemFaceInputError, FileNotFoundError, HFValidationError, HfHubHTTPError, LocalEntryNotFoundError) as err:
         message = " ".join(str(err).split())
         print(f"memface {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except OSError as err:          # the machine said no (disk full, read-only, permissions): one line, no traceback
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"memface {args.command}: error: {where}{err.strerror or err}", file=sys.stderr)
         return 2
 
 

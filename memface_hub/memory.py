@@ -48,13 +48,16 @@ class KeyValueMemoryRead(nn.Module):
         self.top_k = top_k
 
     def forward(self, query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
-                exclude: torch.Tensor | None = None) -> MemoryReadOutput:
-        """``exclude`` ``(B, Q, M)`` bool masks slots a query must not read (e.g. its own frame)."""
+                exclude: torch.Tensor | None = None, bias: torch.Tensor | None = None) -> MemoryReadOutput:
+        """``exclude`` ``(B, Q, M)`` bool masks slots a query must not read (e.g. its own frame);
+        ``bias`` ``(B, Q, M)`` is added to the attention logits (e.g. a distance prior)."""
         projected_keys = self.key_proj(keys)                                      # (M, A) or (B, M, A)
         projected_values = self.value_proj(values)                                # (M, O) or (B, M, O)
         item_shape = projected_values.shape[keys.dim() - 1:]                      # one value's shape, e.g. (O,) or (C, h, w)
         projected_values = projected_values.flatten(keys.dim() - 1)               # (M, O') or (B, M, O')
         scores = self.query_proj(query) @ projected_keys.transpose(-1, -2) * self.scale  # (B, Q, M)
+        if bias is not None:
+            scores = scores + bias
         if exclude is not None:
             scores = scores.masked_fill(exclude, float("-inf"))
         if self.top_k is not None and self.top_k < scores.shape[-1]:

@@ -19,6 +19,16 @@ trained on many people, a renderer must not paint the skin it saw most. So
 * at generation, the prediction's mean colour in the feathered band where it meets the template
   frame is matched to the frame's (a per-image offset, ``match_seam``), so no box or seam shows.
 
+Real time at crop 256 (``mouth_window=True``): only the mouth box changes, so the network runs on
+a window of the crop around it (the box grown by the colour ring and the feather, in multiples of
+2^depth — 136×192 of 256×256), and the rest of the crop is the template's.
+
+Sharp retrieval (``memory_distance_prior=p``, with ``memory_top_k``): the learned attention of eq. 2
+alone drifts to near-uniform weights, because an average of all patches is the L1-optimal guess,
+and the retrieved mouth image is then the blur of an average. The prior adds ``-p · d² / median(d²)``
+(``d``: distance of the query's mouth vertices to each key) to the logits, so the entries of the
+speaker's nearest mouth shapes are read and the decoder gets a real, sharp mouth of that person.
+
 Ablations (docs/EVALUATION.md): ``memory="explicit"`` (MemFace), ``"none"``, ``"implicit"`` (learned
 slots of the same count, read by the same query).
 """
@@ -107,13 +117,15 @@ class MemFaceRenderer(nn.Module, StrictHubMixin, library_name="memface_hub",
         "implicit_slots": ((int,), 2, 65536), "memory_top_k": ((int, type(None)), 1, 65536),
         "feather": ((int,), 0, 64), "num_mouth_vertices": ((int,), 1, 478),
         "crop_layout": ((dict, type(None)), None, None), "colour_normalise": ((bool,), None, None),
-        "ring_width": ((int, float), 0.001, 0.49), "memory_image": ((bool,), None, None)}
+        "ring_width": ((int, float), 0.001, 0.49), "memory_image": ((bool,), None, None),
+        "mouth_window": ((bool,), None, None), "memory_distance_prior": ((int, float), 0.0, 1000.0)}
 
     def __init__(self, crop_size: int = 256, base_channels: int = 32, depth: int = 4, memory: str = "explicit",
                  memory_dim: int = 64, value_channels: int = 64, implicit_slots: int = 300,
                  memory_top_k: int | None = None, feather: int = 6,
                  num_mouth_vertices: int = len(MOUTH_VERTICES), crop_layout: dict | None = None,
-                 colour_normalise: bool = True, ring_width: float = 0.08, memory_image: bool = True):
+                 colour_normalise: bool = True, ring_width: float = 0.08, memory_image: bool = True,
+                 mouth_window: bool = False, memory_distance_prior: float = 0.0):
         super().__init__()
         if memory not in RENDERER_MEMORY_KINDS:
             raise ValueError(f"memory must be one of {RENDERER_MEMORY_KINDS}, got {memory!r}")
@@ -121,11 +133,30 @@ class MemFaceRenderer(nn.Module, StrictHubMixin, library_name="memface_hub",
         if crop_size % (2 ** depth):
             raise ValueError(f"crop_size {crop_size} must be divisible by 2**depth = {2 ** depth}")
         self.crop_size, self.depth, self.memory_kind = crop_size, depth, memory
+        if not 0.0 <= memory_distance_prior <= 1000.0:
+            raise ValueError(f"memory_distance_prior must be in [0, 1000], got {memory_distance_prior}")
+        self.memory_distance_prior = float(memory_distance_prior)
         self.num_mouth_vertices = int(num_mouth_vertices)
         self.crop_layout = {k: v for k, v in layout.__dict__.items()}
         top, bottom, left, right = layout.mouth_box()
-        self.patch_box = (top, bottom, left, right)
+        self.patch_box = (top, bottom, left, right)                              # in crop pixels
         scale = 2 ** depth
+        if not 0 < ring_width < 0.5:
+            raise ValueError(f"ring_width must be in (0, 0.5), got {ring_width}")
+        ring = max(2, round(ring_width * crop_size))
+        # The network's window (top, bottom, left, right) of the crop: all of it, or with
+        # ``mouth_window`` only the mouth box grown by the colour ring, the feather and a margin of
+        # context, in multiples of 2^depth: the FLOPs go where pixels change.
+        self.mouth_window = bool(mouth_window)
+        if self.mouth_window:        # the ring (upper half) above and beside the box, the feather below it
+            down = lambda value, margin: max(0, (value - margin) // scale * scale)                # noqa: E731
+            up = lambda value, margin: min(crop_size, -(-(value + margin) // scale) * scale)      # noqa: E731
+            side = ring + feather
+            self.window = (down(top, side), up(bottom, feather), down(left, side), up(right, side))
+        else:
+            self.window = (0, crop_size, 0, crop_size)
+        wt, _, wl, _ = self.window
+        top, bottom, left, right = self.net_box = (top - wt, bottom - wt, left - wl, right - wl)   # in window pixels
         self.bottleneck_box = (top // scale, -(-bottom // scale), left // scale, -(-right // scale))
         box_size = (self.bottleneck_box[1] - self.bottleneck_box[0], self.bottleneck_box[3] - self.bottleneck_box[2])
         # Compositing weights (feathered), and the hard mask that hides every pixel with any weight
@@ -136,13 +167,10 @@ class MemFaceRenderer(nn.Module, StrictHubMixin, library_name="memface_hub",
         # Colour references (colour_normalise): the visible skin in a ring of ``ring_width`` · S
         # around the hidden region — its upper half only (cheeks and the skin under the nose; the lower
         # half crosses neck, collar and background) — and the feathered band where output and template meet.
-        if not 0 < ring_width < 0.5:
-            raise ValueError(f"ring_width must be in (0, 0.5), got {ring_width}")
         self.colour_normalise, self.ring_width = bool(colour_normalise), float(ring_width)
-        ring = max(2, round(ring_width * crop_size))
         hidden = self.input_mask[0, 0].numpy().astype(np.uint8)
         grown = cv2.dilate(hidden, np.ones((2 * ring + 1, 2 * ring + 1), np.uint8))
-        grown[(top + bottom) // 2:] = 0
+        grown[(self.patch_box[0] + self.patch_box[1]) // 2:] = 0
         self.register_buffer("ring_mask", torch.from_numpy((grown.astype(np.float32) - hidden).clip(0, 1))[None, None],
                              persistent=False)
         band = self.mouth_mask * (1 - self.mouth_mask) * 4                       # peaks at weight 0.5
@@ -174,18 +202,23 @@ class MemFaceRenderer(nn.Module, StrictHubMixin, library_name="memface_hub",
                      retrieved: torch.Tensor | None = None) -> torch.Tensor:
         """``(B, 7, S, S)``: template with the mouth box removed, the sketch, the mask; ``(B, 10, S, S)``
         with ``memory_image``: plus the retrieved mouth ``(B, 3, h, w)`` placed in the mouth box."""
-        mask = self.input_mask.expand(template.shape[0], 1, -1, -1)
+        mask = self.windowed(self.input_mask).expand(template.shape[0], 1, -1, -1)
         parts = [template * (1 - mask), sketch, mask]
         if self.memory_image:
             canvas = template.new_zeros(template.shape)
             if retrieved is not None:
-                top, bottom, left, right = self.patch_box
+                top, bottom, left, right = self.net_box
                 canvas[:, :, top:bottom, left:right] = retrieved
             parts.append(canvas)
         return torch.cat(parts, dim=1)
 
+    def windowed(self, images: torch.Tensor) -> torch.Tensor:
+        """``(..., S, S)`` → the network's window ``(..., h, w)`` of them (all of it without ``mouth_window``)."""
+        top, bottom, left, right = self.window
+        return images[..., top:bottom, left:right]
+
     def ring_statistics(self, template: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and std ``(B, 3, 1, 1)`` of the template's skin in the ring around the mouth box."""
+        """Mean and std ``(B, 3, 1, 1)`` of the template's skin (``(B, 3, S, S)``) in the ring around the mouth box."""
         return colour_statistics(template, self.ring_mask.to(template.dtype))
 
     def normalise_patches(self, patches: torch.Tensor) -> torch.Tensor:
@@ -256,7 +289,8 @@ class MemFaceRenderer(nn.Module, StrictHubMixin, library_name="memface_hub",
             if self.memory_image and memory_patches is None:
                 raise ValueError("this renderer reads memory_patches too: pass renderer.memory_inputs(...)")
             read = self.reader(query, memory_keys.flatten(1), memory_values,
-                               None if exclude is None else exclude[:, None])
+                               None if exclude is None else exclude[:, None],
+                               self.distance_prior(query, memory_keys.flatten(1)))
             patch_features, attention = read.read[:, 0], read.attention[:, 0]    # (B, C, hb, wb), (B, N)
             if self.memory_image:                                                  # (B, 3, h, w)
                 retrieved = (attention.to(memory_patches.dtype) @ memory_patches.flatten(1)).view(
@@ -265,12 +299,14 @@ class MemFaceRenderer(nn.Module, StrictHubMixin, library_name="memface_hub",
             read = self.implicit_memory(query)
             patch_features = read.read[:, 0].unflatten(-1, (self.value_channels, *self.box_size))
             attention = read.attention[:, 0]
-        # 2. encode the masked template (in its ring's colour units), the projected mouth, the retrieved one
+        # 2. encode the masked template (in its ring's colour units), the projected mouth, the retrieved
+        #    one — in the network's window of the crop
+        window, sketch = self.windowed(template), self.windowed(sketch)            # (B, 3, h, w)
         if self.colour_normalise:
             ring_mean, ring_std = self.ring_statistics(template)                 # (B, 3, 1, 1), (B, 1, 1, 1)
-            features = [self.stem(self.masked_input((template - ring_mean) / ring_std, sketch, retrieved))]
+            features = [self.stem(self.masked_input((window - ring_mean) / ring_std, sketch, retrieved))]
         else:
-            features = [self.stem(self.masked_input(template, sketch, retrieved))]
+            features = [self.stem(self.masked_input(window, sketch, retrieved))]
         for block in self.down:
             features.append(block(features[-1]))
         bottleneck = features.pop()                                               # (B, C_b, S/2^d, S/2^d)
@@ -287,9 +323,15 @@ class MemFaceRenderer(nn.Module, StrictHubMixin, library_name="memface_hub",
             hidden = F.interpolate(hidden, size=skip.shape[2:], mode="bilinear", align_corners=False)
             hidden = block(torch.cat([hidden, skip], dim=1))
         if self.colour_normalise:
-            raw = ring_mean + ring_std * self.out(hidden)                            # (B, 3, S, S)
+            raw = ring_mean + ring_std * self.out(hidden)                            # (B, 3, h, w)
         else:
             raw = torch.sigmoid(self.out(hidden))
+        if self.mouth_window:                                                    # the rest of the crop is the template's
+            top, bottom, left, right = self.window
+            raw = F.pad(raw, (left, self.crop_size - right, top, self.crop_size - bottom))
+            outside = F.pad(torch.zeros_like(raw[:, :1, top:bottom, left:right]),
+                            (left, self.crop_size - right, top, self.crop_size - bottom), value=1.0)
+            raw = raw + template * outside                                       # (B, 3, S, S)
         # 5. at generation: match the mean colour where output and template meet (no seam)
         if match_seam:
             band = self.seam_band.to(raw.dtype)
@@ -298,6 +340,17 @@ class MemFaceRenderer(nn.Module, StrictHubMixin, library_name="memface_hub",
         # 6. composite: only the mouth box changes
         mask = self.mouth_mask
         return RendererOutput(template * (1 - mask) + raw * mask, raw, attention)
+
+    def distance_prior(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor | None:
+        """Attention logits ``-p · d² / median(d²)`` ``(B, 1, N)`` of the query ``(B, 1, V·3)`` to each
+        key ``(N, V·3)`` (``p = memory_distance_prior``; ``None`` when 0, the paper's learned attention
+        alone): entries whose mouth shape is near the query are read, so the retrieved patch is a real
+        mouth of the speaker, not the blur of an average."""
+        if not self.memory_distance_prior:
+            return None
+        distance = torch.cdist(query.float(), keys.float()[None].expand(query.shape[0], -1, -1)) ** 2   # (B, 1, N)
+        scale = distance.median(dim=-1, keepdim=True).values.clamp_min(1e-12)
+        return (-self.memory_distance_prior * distance / scale).to(query.dtype)
 
     def memory_regulariser(self) -> torch.Tensor:
         if self.memory_kind == "implicit":

@@ -84,6 +84,44 @@ def test_explicit_memory_read_follows_the_query_and_respects_exclusion():
         renderer(template, sketch, keys[3:4])
 
 
+def test_mouth_window_renders_only_around_the_mouth_box():
+    torch.manual_seed(0)
+    renderer = MemFaceRenderer(memory="explicit", mouth_window=True, **{**SMALL, "crop_size": 128}).eval()
+    top, bottom, left, right = renderer.window
+    box = renderer.patch_box
+    assert (bottom - top) * (right - left) < 0.75 * 128 ** 2                   # fewer pixels than the crop
+    assert top <= box[0] and bottom >= box[1] and left <= box[2] and right >= box[3]
+    assert renderer.ring_mask[..., top:bottom, left:right].sum() == renderer.ring_mask.sum()  # the ring is inside
+    template, sketch, vertices, keys, patches = _inputs(renderer)
+    memory = renderer.memory_inputs(keys, patches)
+    output = renderer(template, sketch, vertices, **memory)
+    assert output.image.shape == template.shape
+    outside = (renderer.mouth_mask == 0).expand_as(template)
+    assert torch.equal(output.image[outside], template[outside])
+    # the network never looks outside its window: changing pixels there changes nothing
+    changed = template.clone()
+    changed[:, :, :top] = torch.rand_like(changed[:, :, :top])
+    torch.testing.assert_close(renderer(changed, sketch, vertices, **memory).image[..., top:bottom, left:right],
+                               output.image[..., top:bottom, left:right])
+
+
+def test_distance_prior_reads_the_memory_entries_of_the_nearest_mouth_shape():
+    torch.manual_seed(0)
+    plain = MemFaceRenderer(memory="explicit", **SMALL).eval()
+    prior = MemFaceRenderer(memory="explicit", memory_distance_prior=50.0, **SMALL).eval()
+    prior.load_state_dict(plain.state_dict())
+    template, sketch, _, keys, patches = _inputs(plain, batch=1)
+    query = keys[6:7] + 0.01 * torch.randn_like(keys[6:7])
+    read_plain = plain(template, sketch, query, **plain.memory_inputs(keys, patches)).memory_attention
+    read_prior = prior(template, sketch, query, **prior.memory_inputs(keys, patches)).memory_attention
+    assert read_prior.argmax(-1).item() == 6 and read_prior[0, 6] > 0.9
+    assert read_plain[0, 6] < 0.5                               # untrained learned attention alone is near flat
+    exclude = torch.zeros(1, 10, dtype=torch.bool)
+    exclude[0, 6] = True                                        # the leakage rule still holds
+    excluded = prior(template, sketch, query, **prior.memory_inputs(keys, patches, exclude)).memory_attention
+    assert excluded[0, 6].item() == 0
+
+
 def test_strict_round_trip(tmp_path):
     renderer = MemFaceRenderer(memory="explicit", **SMALL).eval()
     renderer.save_pretrained(tmp_path / "r")

@@ -47,6 +47,11 @@ class RendererTrainingConfig:
     base_channels: int = 16
     depth: int = 3
     colour_normalise: bool = True          # identity from the inputs (see memface_hub.renderer)
+    mouth_window: bool = False             # the network sees only the window around the mouth box
+    memory_distance_prior: float = 0.0     # read memory entries of near mouth shapes (0: learned attention only)
+    memory_top_k: int | None = None        # read at most k memory entries (None: all)
+    feather: int = 6                       # compositing feather in crop pixels
+    ring_width: float = 0.08               # colour ring around the mouth box, fraction of the crop
     memory_entries: int = 300
     memory_subset: int | None = 96         # entries of the person's bank read per training step (None: all)
     frame_step: int = 2
@@ -184,7 +189,9 @@ def train_renderer(config: RendererTrainingConfig,
     # 2. models, losses, optimisers
     renderer = MemFaceRenderer(crop_size=config.crop_size, base_channels=config.base_channels, depth=config.depth,
                                memory=config.memory, implicit_slots=config.memory_entries,
-                               colour_normalise=config.colour_normalise,
+                               colour_normalise=config.colour_normalise, mouth_window=config.mouth_window,
+                               memory_distance_prior=config.memory_distance_prior, memory_top_k=config.memory_top_k,
+                               feather=config.feather, ring_width=config.ring_width,
                                crop_layout={k: v for k, v in train_set.layout.__dict__.items()})
     if config.init_from:
         warm_start(renderer, config.init_from)
