@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lint test demo figures space browser clean
+.PHONY: install lint test demo figures results space browser clean
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,13 @@ demo: $(STAMP)
 
 figures: $(STAMP)
 	$(BIN)/python scripts/foundation_figures.py
+
+# Every results JSON in docs/results, one script per table, in order (docs/results/README.md lists them;
+# CPU hours). `make results TABLES="benchmark real_speech"` for some; tables whose data lives outside the
+# repository (../shared, ../data) are skipped with a line saying what is missing.
+TABLES ?=
+results: $(STAMP)
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python scripts/results.py $(TABLES)
 
 # The Gradio Space on this machine, offline, with the bundled demo weights and speaker
 # (MEMFACE_SPACE_MODEL / MEMFACE_SPACE_SPEAKER or `python space_app.py --help` for other choices).

@@ -33,7 +33,7 @@ from memface_hub.data.a2e_clips import read_splits
 from memface_hub.data.visemes import BILABIALS
 from memface_hub.evaluation.a2e_eval import evaluate_a2e, predict_clip_vertices
 from memface_hub.evaluation.a2e_metrics import centre_frames
-from memface_hub.evaluation.report import write_markdown_section
+from memface_hub.evaluation.report import STD_CONVENTION, format_mean_std, mean_std, provenance, write_markdown_section
 from memface_hub.face.geometry import mouth_opening
 from memface_hub.io.shards import load_shard
 from memface_hub.training.run_state import STATE_FILE
@@ -126,12 +126,10 @@ def write_opening_figure(path: Path, work: Path, args, chosen: str, clip_id: str
 
 
 def summarise(rows: list[dict]) -> dict:
-    """Mean ± std over seeds of each metric."""
+    """Mean ± sample std (ddof=1, :func:`~memface_hub.evaluation.report.mean_std`) over seeds of each metric."""
     summary = {"seeds": len(rows), "test_frames": rows[0]["frames"], "bilabials": rows[0].get("bilabials")}
     for metric in METRICS:
-        values = np.array([r[metric] for r in rows], float)
-        summary[f"{metric}_mean"] = float(np.nanmean(values))
-        summary[f"{metric}_std"] = float(np.nanstd(values))
+        summary[f"{metric}_mean"], summary[f"{metric}_std"] = mean_std(r[metric] for r in rows)
     return summary
 
 
@@ -168,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("accelerate").setLevel(logging.WARNING)
     corpus = Path(args.corpus)
+    if not (corpus / "corpus.json").is_file() or not Path(args.shards).is_dir():
+        logger.error("%s: no demo corpus with shards (%s); `python scripts/foundation_figures.py` builds both",
+                     corpus, args.shards)
+        return 2
     index = json.loads((corpus / "corpus.json").read_text())
     splits = read_splits(corpus / "corpus.json")
     work = Path(args.work)
@@ -236,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     write_opening_figure(Path(args.figure), work, args, chosen, figure_clip, corpus)
 
     result = {
+        **provenance({key: value for key, value in vars(args).items() if key != "table_only"}),
+        "std": STD_CONVENTION,
         "frontend": chosen,
         "figure_clip": figure_clip,
         "train_frames_per_s": throughput,
@@ -267,20 +271,25 @@ def write_results_section(result: dict, readme) -> None:
                            markdown_table(result))
 
 
+def cell(row: dict, metric: str, digits: int) -> str:
+    """One table cell: the metric's mean ± sample std over seeds (no ± for one seed)."""
+    return format_mean_std(row[f"{metric}_mean"], row[f"{metric}_std"], digits)
+
+
 def markdown_table(result: dict) -> str:
     setting = result["machine"]
     if result.get("train_threads"):
         setting = (f"{result['train_threads']} torch thread(s) per run, {result['parallel_runs']} run(s) at once, "
                    f"{result['train_seconds_per_run'] / 60:.1f} min of training per run; {setting}")
     lines = [f"Demo corpus v{result.get('corpus_version', 1)}. Front end: `{result['frontend']}`; {result['epochs']} "
-             f"epochs; training {result['train_frames_per_s']:.0f} frames/s per run ({setting}).", "",
+             f"epochs; training {result['train_frames_per_s']:.0f} frames/s per run ({setting}). "
+             "Mean ± sample standard deviation (ddof=1) over seeds.", "",
              "| variant | RMSE ↓ | bilabial closure ↑ | mean abs AV offset (frames) ↓ | lag-0 fraction ↑ "
              "| jitter in silence ↓ | seeds | test frames |",
              "|---|---|---|---|---|---|---|---|"]
     for row in result["rows"]:
-        lines.append(f"| {row['variant']} | {row['rmse_mean']:.4f} ± {row['rmse_std']:.4f} | "
-                     f"{row['bilabial_closure_mean']:.3f} ± {row['bilabial_closure_std']:.3f} | "
-                     f"{row['av_offset_frames_mean']:.2f} ± {row['av_offset_frames_std']:.2f} | "
+        lines.append(f"| {row['variant']} | {cell(row, 'rmse', 4)} | {cell(row, 'bilabial_closure', 3)} | "
+                     f"{cell(row, 'av_offset_frames', 2)} | "
                      f"{row['lag0_fraction_mean']:.2f} | {row['silence_jitter_mean']:.4f} | {row['seeds']} | "
                      f"{row['test_frames']} |")
     memface = result["rows"][0]

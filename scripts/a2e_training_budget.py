@@ -20,7 +20,7 @@ from memface_hub.a2e import MemFaceAudioToExpression
 from memface_hub.arrays_io import write_text_atomic
 from memface_hub.data.a2e_clips import read_splits
 from memface_hub.evaluation.a2e_eval import evaluate_a2e
-from memface_hub.evaluation.report import write_markdown_section
+from memface_hub.evaluation.report import provenance, write_markdown_section
 from memface_hub.training.run_state import STATE_FILE
 from memface_hub.training.train_a2e import A2ETrainingConfig, train_a2e_many
 
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpus", default=str(ROOT / "outputs" / "foundation" / "corpus"))
     parser.add_argument("--shards", default=str(ROOT / "outputs" / "foundation" / "shards"))
     parser.add_argument("--work", default=str(ROOT / "outputs" / "a2e_budget_v2"))
-    parser.add_argument("--ablation-work", default=str(ROOT / "outputs" / "a2e_ablation_v2"),
+    parser.add_argument("--ablation-work", default=str(ROOT / "outputs" / "a2e_ablation"),
                         help="the ablation's runs, for its 60-epoch seed-0 models")
     parser.add_argument("--epochs", default="120,200", help="comma-separated budgets for both models")
     parser.add_argument("--jobs", type=int, default=2)
@@ -43,6 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("accelerate").setLevel(logging.WARNING)
     corpus = Path(args.corpus)
+    if not (corpus / "corpus.json").is_file() or not Path(args.shards).is_dir():
+        logging.error("%s: no demo corpus with shards (%s); `python scripts/foundation_figures.py` builds both",
+                      corpus, args.shards)
+        return 2
     test = read_splits(corpus / "corpus.json")["test"]
     budgets = [int(epochs) for epochs in args.epochs.split(",")]
     configs = {f"{variant}_{epochs}_epochs": A2ETrainingConfig(
@@ -66,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
                                         corpus, test),
                          "epochs": state["epoch"], "train_seconds": state.get("train_seconds")}
         logging.info("%s: %s", name, json.dumps(results[name]))
-    write_text_atomic(Path(args.out), json.dumps({"seed": 0, "frontend": "mel", "runs": results}, indent=1) + "\n")
+    result = {**provenance(dict(vars(args))), "seed": 0, "frontend": "mel", "runs": results}
+    write_text_atomic(Path(args.out), json.dumps(result, indent=1) + "\n")
     table = markdown_table(results)
     write_markdown_section(args.readme, "a2e-budget", "Audio-to-expression training budget", table)
     print(table)

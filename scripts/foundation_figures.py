@@ -23,6 +23,7 @@ from memface_hub.arrays_io import write_text_atomic
 from memface_hub.data.demo_corpus import ClipPlan, build_demo_corpus, make_animator, render_clip
 from memface_hub.data.preprocess import preprocess_clip, preprocess_clips, summarise
 from memface_hub.data.sentences import HANDWRITTEN_SENTENCES
+from memface_hub.evaluation.report import provenance
 from memface_hub.face.crop import CropLayout, crop_transforms, feathered_mask, paste_back, warp_to_crop
 from memface_hub.face.geometry import canonical_face, mouth_opening
 from memface_hub.face.sketch import draw_mouth_sketch, project_mouth
@@ -129,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     work = Path(args.work)
-    results: dict = {"machine": f"{os.cpu_count()} CPU cores", "demo_minutes": args.minutes}
+    results: dict = {**provenance(dict(vars(args))), "machine": f"{os.cpu_count()} CPU cores",
+                     "demo_minutes": args.minutes}
 
     results.update(carphone_figures())
     started = time.perf_counter()

@@ -42,6 +42,7 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
+from memface_hub.evaluation.report import provenance  # noqa: E402
 from memface_hub.io.audio import write_wav  # noqa: E402
 from memface_hub.io.video import concatenate_videos, probe  # noqa: E402
 
@@ -246,7 +247,9 @@ def main(argv: list[str] | None = None) -> int:
             print((work / "space.log").read_text()[-4000:], file=sys.stderr)
 
     load_key = f"load_{args.requests}"
-    report = {"adapt_15s_seconds" if args.adapt_seconds == 15 else f"adapt_{args.adapt_seconds:g}s_seconds":
+    config = {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()}
+    report = {**provenance(config),
+              "adapt_15s_seconds" if args.adapt_seconds == 15 else f"adapt_{args.adapt_seconds:g}s_seconds":
               round(adapt_seconds, 2),
               "generate_10s_seconds" if args.generate_seconds == 10 else f"generate_{args.generate_seconds:g}s_seconds":
               round(generate_seconds, 2),

