@@ -44,13 +44,35 @@ def test_bad_config_is_rejected():
         MemFaceAudioToExpression(d_model=30, num_heads=4)
 
 
-def test_implicit_memory_changes_the_output_and_reset_hurts():
+def test_implicit_memory_reset_hurts_a_trained_model():
+    """Fig. 9's toy test: once trained, the model relies on what its memory learned, so resetting the slots
+    to random values (nothing else changed) makes its error on the training data clearly worse."""
     torch.manual_seed(0)
-    model = MemFaceAudioToExpression(memory="implicit", dropout=0.0, **TINY).eval()
-    features = torch.randn(1, 8, 12)
-    before = model(features).expressions
-    model.reset_memory_(seed=1)
-    assert not torch.allclose(before, model(features).expressions)
+    model = MemFaceAudioToExpression(memory="implicit", dropout=0.0, **TINY)
+    generator = torch.Generator().manual_seed(0)
+    features, targets = torch.randn(16, 8, 12, generator=generator), torch.randn(16, 8, 6, generator=generator)
+
+    def error(m: MemFaceAudioToExpression) -> float:
+        with torch.no_grad():
+            return float(((m.eval()(features).expressions - targets) ** 2).mean())
+
+    untrained = error(model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model.train()
+    for _ in range(150):
+        loss = ((model(features).expressions - targets) ** 2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    trained, trained_state = error(model), model.state_dict()
+    assert trained < 0.01 * untrained
+    for seed in range(3):
+        reset = MemFaceAudioToExpression(memory="implicit", dropout=0.0, **TINY)
+        reset.load_state_dict(trained_state)
+        reset.reset_memory_(seed=seed)
+        changed = {name for name, value in reset.state_dict().items() if not torch.equal(value, trained_state[name])}
+        assert changed == {"implicit_memory.keys", "implicit_memory.values"}   # only the slots were reset
+        assert error(reset) > 10 * trained, f"reset seed {seed}: {error(reset):.2e} vs trained {trained:.2e}"
     with pytest.raises(ValueError, match="needs memory='implicit'"):
         MemFaceAudioToExpression(memory="none", **TINY).reset_memory_()
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import copy
+
+import numpy as np
 import pytest
 import torch
 
 from conftest import run_cli_under_accelerate
+from memface_hub.arrays_io import save_arrays
 from memface_hub.errors import MemFaceInputError
-from memface_hub.renderer import MemFaceRenderer, PatchDiscriminator
+from memface_hub.renderer import MemFaceRenderer, PatchDiscriminator, apply_renderer_delta, renderer_delta
 
 SMALL = dict(crop_size=64, base_channels=8, depth=2, memory_dim=16, value_channels=8, implicit_slots=12)
 
@@ -120,6 +124,35 @@ def test_distance_prior_reads_the_memory_entries_of_the_nearest_mouth_shape():
     exclude[0, 6] = True                                        # the leakage rule still holds
     excluded = prior(template, sketch, query, **prior.memory_inputs(keys, patches, exclude)).memory_attention
     assert excluded[0, 6].item() == 0
+
+
+def test_a_stored_delta_reproduces_the_tuned_renderer(tmp_path):
+    """What adaptation stores is the float16 change of the decoder's weights: added to the shared renderer it
+    gives the tuned renderer's weights and output (to float16 rounding), far from the shared renderer's."""
+    from memface_hub.training.adapt import FINETUNED_MODULES
+
+    torch.manual_seed(0)
+    base = MemFaceRenderer(memory="none", **SMALL).eval()
+    tuned = copy.deepcopy(base)
+    with torch.no_grad():
+        for name, parameter in tuned.named_parameters():
+            if name.split(".")[0] in FINETUNED_MODULES:
+                parameter.add_((0.1 * parameter.abs().mean() + 0.01) * torch.randn_like(parameter))
+    delta = renderer_delta(base, tuned)
+    decoder = {name for name, _ in tuned.named_parameters() if name.split(".")[0] in FINETUNED_MODULES}
+    assert set(delta) == decoder and all(change.dtype == np.float16 for change in delta.values())
+    save_arrays(tmp_path / "renderer_delta.safetensors", delta)
+    applied = apply_renderer_delta(copy.deepcopy(base), tmp_path / "renderer_delta.safetensors")
+    tuned_state = tuned.state_dict()
+    for name, value in applied.state_dict().items():
+        torch.testing.assert_close(value, tuned_state[name], rtol=0, atol=1e-4)
+    template, sketch, vertices, _, _ = _inputs(base)
+    with torch.no_grad():
+        base_output, tuned_output, applied_output = (model(template, sketch, vertices).image
+                                                     for model in (base, tuned, applied))
+    reproduction_error = (applied_output - tuned_output).abs().max().item()
+    assert reproduction_error < 1e-3
+    assert (tuned_output - base_output).abs().max().item() > 100 * max(reproduction_error, 1e-6)
 
 
 def test_strict_round_trip(tmp_path):
