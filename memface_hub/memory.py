@@ -53,7 +53,7 @@ class KeyValueMemoryRead(nn.Module):
         ``bias`` ``(B, Q, M)`` is added to the attention logits (e.g. a distance prior)."""
         projected_keys = self.key_proj(keys)                                      # (M, A) or (B, M, A)
         projected_values = self.value_proj(values)                                # (M, O) or (B, M, O)
-        item_shape = projected_values.shape[keys.dim() - 1:]                      # one value's shape, e.g. (O,) or (C, h, w)
+        item_shape = projected_values.shape[keys.dim() - 1:]                      # one value's shape: (O,), (C, h, w)
         projected_values = projected_values.flatten(keys.dim() - 1)               # (M, O') or (B, M, O')
         scores = self.query_proj(query) @ projected_keys.transpose(-1, -2) * self.scale  # (B, Q, M)
         if bias is not None:

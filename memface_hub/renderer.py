@@ -326,7 +326,7 @@ class MemFaceRenderer(nn.Module, StrictHubMixin, library_name="memface_hub",
             raw = ring_mean + ring_std * self.out(hidden)                            # (B, 3, h, w)
         else:
             raw = torch.sigmoid(self.out(hidden))
-        if self.mouth_window:                                                    # the rest of the crop is the template's
+        if self.mouth_window:                                          # the rest of the crop is the template's
             top, bottom, left, right = self.window
             raw = F.pad(raw, (left, self.crop_size - right, top, self.crop_size - bottom))
             outside = F.pad(torch.zeros_like(raw[:, :1, top:bottom, left:right]),

@@ -7,8 +7,8 @@ leakage rule keeps every frame from reading its own entry and its ±2 neighbours
 multi-person corpus (``memface build-corpus``: ``corpus.json`` names each clip's person) batches
 are person-balanced and each reads its person's memory; a folder without person information is
 one person (the synthetic demo corpus). Colour augmentation (gain, offset, gamma per batch,
-applied alike to the frames and the memory) keeps the renderer from learning one skin tone. Validation PSNR on the mouth box
-each epoch, validation images written to ``<out>/val_epoch_XXX.png``, the best model via
+applied alike to the frames and the memory) keeps the renderer from learning one skin tone. Validation PSNR on
+the mouth box each epoch, validation images written to ``<out>/val_epoch_XXX.png``, the best model via
 ``save_pretrained`` to ``<out>/best``, the training state in ``<out>/checkpoint`` for ``--resume``.
 """
 
@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..renderer import MemFaceRenderer, PatchDiscriminator
 from ..data.renderer_frames import PeopleFrames, PersonBatchSampler
+from ..renderer import MemFaceRenderer, PatchDiscriminator
 from .losses import discriminator_hinge_loss, renderer_loss
 from .run_state import resume_state, save_state, split_shards
 
@@ -196,7 +196,8 @@ def train_renderer(config: RendererTrainingConfig,
     if config.init_from:
         warm_start(renderer, config.init_from)
     discriminator = PatchDiscriminator()
-    perceptual = PerceptualMetric(size=config.perceptual_size).to(accelerator.device) if config.perceptual_weight else None
+    perceptual = (PerceptualMetric(size=config.perceptual_size).to(accelerator.device) if config.perceptual_weight
+                  else None)
     generator = torch.Generator().manual_seed(config.seed)
     sampler = PersonBatchSampler(train_set, config.batch_size,
                                  person_weights(train_set, config.splits, config.synthetic_weight), seed=config.seed)
@@ -263,14 +264,16 @@ def train_renderer(config: RendererTrainingConfig,
             for part, bank in zip(val_set.parts, val_banks):
                 indices = list(range(accelerator.process_index, len(part), accelerator.num_processes))
                 for start in range(0, len(indices), config.batch_size):
-                    batch = torch.utils.data.default_collate([part[i] for i in indices[start:start + config.batch_size]])
+                    items = [part[i] for i in indices[start:start + config.batch_size]]
+                    batch = torch.utils.data.default_collate(items)
                     batch = {key: value.to(accelerator.device) for key, value in batch.items()}
                     output = render(batch, bank)
                     totals += torch.stack([mouth_psnr(output.image.float(), batch["target"], box).sum(),
                                            torch.tensor(float(len(batch["target"])), device=accelerator.device)])
                     if sample is None or len(sample[0]) < 4:
                         pair = (batch["target"][:1], output.image[:1].float())
-                        sample = pair if sample is None else (torch.cat([sample[0], pair[0]]), torch.cat([sample[1], pair[1]]))
+                        sample = pair if sample is None else (torch.cat([sample[0], pair[0]]),
+                                                              torch.cat([sample[1], pair[1]]))
         totals = accelerator.reduce(totals, reduction="sum")
         psnr = float(totals[0] / totals[1].clamp_min(1))
         state["epoch"] = epoch + 1
