@@ -13,12 +13,12 @@
 from __future__ import annotations
 
 import argparse
-import math
-import signal
-import threading
 import json
 import logging
+import math
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from .errors import MemFaceInputError
@@ -58,7 +58,8 @@ def _add_preprocess(commands) -> None:
     parser.add_argument("videos", nargs="+", help="video files (any container ffmpeg reads)")
     parser.add_argument("--out", required=True, help="folder that receives one shard folder per clip")
     parser.add_argument("--workers", type=positive_int, default=1, help="parallel worker processes (default: 1)")
-    parser.add_argument("--crop-size", type=positive_int, default=256, help="side of the aligned face crop in pixels (default: 256)")
+    parser.add_argument("--crop-size", type=positive_int, default=256,
+                        help="side of the aligned face crop in pixels (default: 256)")
     parser.add_argument("--allow-silent", action="store_true",
                         help="accept videos without an audio stream (e.g. for speaker memories only)")
     parser.add_argument("--max-seconds", type=positive_float, default=None, help="refuse clips longer than this")
@@ -105,7 +106,8 @@ def _run_demo_data(args) -> int:
     index = build_demo_corpus(args.out, minutes=args.minutes, seed=args.seed, photo=args.photo,
                               voices=voices, workers=args.workers)
     logger.info("demo corpus in %s: %d clips, %.1f s (train %d, val %d, test %d)", Path(args.out).resolve(),
-                len(index["clips"]), index["total_seconds"], *(len(index["splits"][s]) for s in ("train", "val", "test")))
+                len(index["clips"]), index["total_seconds"],
+                *(len(index["splits"][s]) for s in ("train", "val", "test")))
     return 0
 
 
@@ -279,7 +281,8 @@ def _run_push(args) -> int:
     elif (folder / PIPELINE_INDEX).is_file():
         url = MemFacePipeline.from_pretrained(folder).push_to_hub(args.repo, private=args.private, token=args.token)
     else:
-        raise MemFaceInputError(folder, f"is neither a speaker memory ({SPEAKER_FILE}) nor a pipeline ({PIPELINE_INDEX})")
+        raise MemFaceInputError(folder,
+                                f"is neither a speaker memory ({SPEAKER_FILE}) nor a pipeline ({PIPELINE_INDEX})")
     print(url)
     return 0
 
@@ -361,7 +364,8 @@ def _add_train_a2e(commands) -> None:
     parser.add_argument("--memory-slots", type=positive_int, default=1000, help="memory size M (default: 1000)")
     parser.add_argument("--memory-dim", type=positive_int, default=64, help="memory slot width (default: 64)")
     parser.add_argument("--epochs", type=positive_int, default=30, help="training epochs (default: 30)")
-    parser.add_argument("--batch-size", type=positive_int, default=16, help="windows per batch and process (default: 16)")
+    parser.add_argument("--batch-size", type=positive_int, default=16,
+                        help="windows per batch and process (default: 16)")
     parser.add_argument("--lr", type=positive_float, default=1e-3, help="peak learning rate (default: 1e-3)")
     parser.add_argument("--window", type=positive_int, default=64, help="training window in frames (default: 64)")
     parser.add_argument("--real-repeat", type=positive_int, default=1,
@@ -403,8 +407,8 @@ def _add_eval_a2e(commands) -> None:
 
 def _run_eval_a2e(args) -> int:
     from .a2e import MemFaceAudioToExpression
-    from .evaluation.a2e_eval import evaluate_a2e
     from .data.a2e_clips import read_splits
+    from .evaluation.a2e_eval import evaluate_a2e
 
     model = MemFaceAudioToExpression.from_pretrained(args.model)
     clip_ids = read_splits(Path(args.corpus) / "corpus.json")[args.split]
@@ -514,7 +518,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_demo, _add_generate, _add_adapt, _add_push, _add_pull, _add_list, _add_demo_data,
-                _add_preprocess, _add_build_corpus, _add_fit_mouth_model, _add_train_a2e, _add_eval_a2e, _add_train_renderer):
+                _add_preprocess, _add_build_corpus, _add_fit_mouth_model, _add_train_a2e, _add_eval_a2e,
+                _add_train_renderer):
         add(commands)
     return parser
 
@@ -533,7 +538,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("accelerate", "httpx", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    from huggingface_hub.errors import HFValidationError, HfHubHTTPError, LocalEntryNotFoundError
+    from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
 
     try:
         return args.handler(args)

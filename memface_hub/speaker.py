@@ -34,11 +34,11 @@ import cv2
 import numpy as np
 
 from .arrays_io import atomic_folder, check_arrays, load_arrays, save_arrays, write_text_atomic
-from .io.shards import ClipShard, load_shard
 from .errors import MemFaceInputError
-from .hub import hub_file_list, refuse_token_like
 from .face.crop import CropLayout
 from .face.landmarks import MOUTH_VERTICES
+from .hub import hub_file_list, refuse_token_like
+from .io.shards import ClipShard, load_shard
 from .io.video import VideoWriter, iter_frames
 
 logger = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ class SpeakerMemory:
     # -- building -----------------------------------------------------------------------------
     @classmethod
     def build(cls, shard: ClipShard | str | os.PathLike, num_entries: int = 300, name: str | None = None,
-              source_video: str | os.PathLike | None = None) -> "SpeakerMemory":
+              source_video: str | os.PathLike | None = None) -> SpeakerMemory:
         """Build from a preprocessed clip (a shard folder or a loaded :class:`ClipShard`).
 
         The template video is the shard's source video (``source_video`` overrides the path
@@ -198,7 +198,7 @@ class SpeakerMemory:
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, *, revision: str | None = None,
                         token: str | bool | None = None, cache_dir: str | os.PathLike | None = None,
-                        repo_type: str = "model") -> "SpeakerMemory":
+                        repo_type: str = "model") -> SpeakerMemory:
         """Load and validate a speaker-memory folder, or a Hub repo id (``"user/speaker"``).
 
         A path that exists is a folder; anything else is a repo on the Hub, downloaded into the Hub cache
@@ -231,18 +231,20 @@ class SpeakerMemory:
             raise MemFaceInputError(directory / SPEAKER_FILE, "patch box or entry count out of range")
         fps = meta.get("fps")
         if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not MIN_FPS <= fps <= MAX_FPS:
-            raise MemFaceInputError(directory / SPEAKER_FILE, f"field 'fps' must be a number in [{MIN_FPS}, {MAX_FPS}], "
-                                    f"got {fps!r}")
+            raise MemFaceInputError(directory / SPEAKER_FILE,
+                                    f"field 'fps' must be a number in [{MIN_FPS}, {MAX_FPS}], got {fps!r}")
         if not MIN_CROP_SIZE <= layout.size <= MAX_CROP_SIZE:
             raise MemFaceInputError(directory / SPEAKER_FILE, f"field 'crop_layout.size' must be in "
                                     f"[{MIN_CROP_SIZE}, {MAX_CROP_SIZE}], got {layout.size}")
         vertices = len(MOUTH_VERTICES)
-        expected = {"keys": ((count, vertices, 3), np.float32), "values": ((count, 3, bottom - top, right - left), np.uint8),
+        expected = {"keys": ((count, vertices, 3), np.float32),
+                    "values": ((count, 3, bottom - top, right - left), np.uint8),
                     "neutral": ((vertices, 3), np.float32), "frame_indices": ((count,), np.int64)}
         check_arrays(memory, expected, directory / MEMORY_FILE)
         frames = tracks.get("poses", np.zeros((0,))).shape[0]
         if not 1 <= frames <= MAX_TEMPLATE_FRAMES:
-            raise MemFaceInputError(directory / TRACKS_FILE, f"template has {frames} frames (1..{MAX_TEMPLATE_FRAMES} allowed)")
+            raise MemFaceInputError(directory / TRACKS_FILE,
+                                    f"template has {frames} frames (1..{MAX_TEMPLATE_FRAMES} allowed)")
         check_arrays(tracks, {"poses": ((frames, 13), np.float32), "crop_affines": ((frames, 2, 3), np.float32),
                               **({"face": ((frames,), np.uint8)} if "face" in tracks else {})},
                       directory / TRACKS_FILE)
@@ -258,11 +260,16 @@ class SpeakerMemory:
     # -- the Hub ------------------------------------------------------------------------------
     @classmethod
     def _from_hub(cls, repo_id: str, *, revision: str | None, token: str | bool | None,
-                  cache_dir: str | os.PathLike | None, repo_type: str) -> "SpeakerMemory":
+                  cache_dir: str | os.PathLike | None, repo_type: str) -> SpeakerMemory:
         """Check the repo's file list (online), download only the speaker files, load them as a folder."""
         from huggingface_hub import snapshot_download
-        from huggingface_hub.errors import (HfHubHTTPError, HFValidationError, LocalEntryNotFoundError,
-                                            RepositoryNotFoundError, RevisionNotFoundError)
+        from huggingface_hub.errors import (
+            HfHubHTTPError,
+            HFValidationError,
+            LocalEntryNotFoundError,
+            RepositoryNotFoundError,
+            RevisionNotFoundError,
+        )
         from huggingface_hub.utils import validate_repo_id
 
         try:
@@ -321,7 +328,8 @@ class SpeakerMemory:
         license = license.strip().lower()
         if license not in HUB_LICENSES:
             raise MemFaceInputError(repo_id, f"license {license!r} is not a Hub licence identifier (e.g. "
-                                    "cc-by-nc-4.0, cc-by-4.0, apache-2.0, or 'other' with license_name and license_link)")
+                                    "cc-by-nc-4.0, cc-by-4.0, apache-2.0, "
+                                    "or 'other' with license_name and license_link)")
         if license == "other" and not (license_name and license_link):
             raise MemFaceInputError(repo_id, "license 'other' needs license_name and license_link")
         api = HfApi(token=token)

@@ -170,7 +170,7 @@ class VideoWriter:
                 os.remove(os.path.join(self._tmp_dir, name))
             os.rmdir(self._tmp_dir)
 
-    def __enter__(self) -> "VideoWriter":
+    def __enter__(self) -> VideoWriter:
         return self
 
     def __exit__(self, exc_type, exc, traceback) -> None:
