@@ -8,6 +8,7 @@
     memface adapt VIDEO --out my_speaker/        # a new speaker from 15-60 s of video
     memface push my_speaker/ --repo me/my-speaker --license cc-by-4.0 --consent "..."
     memface pull me/my-speaker --out my_speaker/ ; memface list --author me
+    memface verify talking.mp4                   # watermark + C2PA credentials of a video (exit 0: marked)
 """
 
 from __future__ import annotations
@@ -225,21 +226,30 @@ def _add_generate(commands) -> None:
     parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, mps (default: cpu)")
     parser.add_argument("--max-seconds", type=positive_float, default=900.0,
                         help="refuse audio longer than this many seconds (default: 900)")
+    parser.add_argument("--c2pa-cert", default=None,
+                        help="PEM certificate chain that signs the video's C2PA content credentials "
+                             "(default: MEMFACE_C2PA_CERT; without one the video is watermarked but not signed)")
+    parser.add_argument("--c2pa-key", default=None, help="its PEM private key (default: MEMFACE_C2PA_KEY)")
     parser.set_defaults(handler=_run_generate)
 
 
 def _run_generate(args) -> int:
     from .pipeline import MemFacePipeline, load_speaker
+    from .provenance import SigningKey
 
     out = Path(args.out)
     if out.suffix.lower() != ".mp4":
         raise MemFaceInputError(out, "the output must be an .mp4 file")
     if args.audio is not None and out.resolve() == Path(args.audio).resolve():
         raise MemFaceInputError(out, "is also the input audio; choose another output file")
+    if (args.c2pa_cert is None) != (args.c2pa_key is None):
+        raise MemFaceInputError("--c2pa-key" if args.c2pa_cert else "--c2pa-cert",
+                                "missing; signing needs both --c2pa-cert and --c2pa-key")
+    signing_key = SigningKey.from_files(args.c2pa_cert, args.c2pa_key) if args.c2pa_cert else SigningKey.from_env()
     pipe = MemFacePipeline.from_pretrained(args.model, device=args.device, max_audio_seconds=args.max_seconds)
     audio = pipe.speak(args.text, voice=args.voice) if args.text is not None else args.audio
     speaker = load_speaker(args.speaker)
-    result = pipe.generate_to_file(audio, speaker, out, progress=True)
+    result = pipe.generate_to_file(audio, speaker, out, progress=True, signing_key=signing_key)
     logger.info("wrote %s: %d frames (%.1f s) at %.1f frames/s", out, result.num_frames,
                 result.num_frames / result.fps, result.num_frames / result.timings["total"])
     return 0
@@ -482,7 +492,9 @@ def _add_adapt(commands) -> None:
         "adapt", help="adapt to a new speaker from 15-60 s of video (speaker memory + optional fine-tuning)",
         description="Preprocess the video (sound optional), build the speaker's explicit memory (Alg. 1) into "
                     "--out, and, with --renderer and a step or time budget, fine-tune the renderer on the clip "
-                    "and store the change as renderer_delta.safetensors beside the memory.")
+                    "and store the change as renderer_delta.safetensors beside the memory. With an a2e budget and "
+                    "speech in the video, the a2e model is fine-tuned on the speaker's lips too "
+                    "(a2e_delta.safetensors, kept only when it lowers the mouth error on the video's last 20 %).")
     parser.add_argument("video", help="15-60 s video of one person (only footage of people who agreed to it)")
     parser.add_argument("--out", required=True, help="speaker-memory folder to write")
     parser.add_argument("--name", default=None, help="speaker name stored in speaker.json (default: file name)")
@@ -490,6 +502,12 @@ def _add_adapt(commands) -> None:
     parser.add_argument("--renderer", default=None, help="renderer folder or Hub id to fine-tune (optional)")
     parser.add_argument("--finetune-steps", type=positive_int, default=None, help="fine-tuning step budget")
     parser.add_argument("--finetune-seconds", type=positive_float, default=None, help="fine-tuning time budget")
+    parser.add_argument("--a2e", default=None,
+                        help="a2e model folder or Hub id to adapt (default: the bundled demo pipeline's a2e)")
+    parser.add_argument("--a2e-finetune-steps", type=positive_int, default=None,
+                        help="a2e fine-tuning step budget (needs speech in the video)")
+    parser.add_argument("--a2e-finetune-seconds", type=positive_float, default=None,
+                        help="a2e fine-tuning time budget (needs speech in the video)")
     parser.add_argument("--max-seconds", type=positive_float, default=60.0, help="refuse longer videos (default: 60)")
     parser.add_argument("--max-resolution", type=positive_int, default=1080,
                         help="scale larger videos down to this many lines (short side; 1080: a 4K video is stored "
@@ -505,12 +523,67 @@ def _run_adapt(args) -> int:
 
     result = adapt_speaker(args.video, args.out, name=args.name, entries=args.entries, renderer=args.renderer,
                            finetune_steps=args.finetune_steps, finetune_seconds=args.finetune_seconds,
-                           max_seconds=args.max_seconds, max_short_side=args.max_resolution)
+                           max_seconds=args.max_seconds, max_short_side=args.max_resolution, a2e=args.a2e,
+                           a2e_finetune_steps=args.a2e_finetune_steps, a2e_finetune_seconds=args.a2e_finetune_seconds)
     print(json.dumps({"speaker": str(Path(result.speaker_dir).resolve()),
                       "memory_seconds": round(result.memory_seconds, 2),
                       "finetune_seconds": round(result.finetune_seconds, 2),
-                      "finetune_steps": result.finetune_steps}, indent=1))
+                      "finetune_steps": result.finetune_steps,
+                      "a2e_finetune_seconds": round(result.a2e_finetune_seconds, 2),
+                      "a2e_finetune_steps": result.a2e_finetune_steps, "a2e_adapted": result.a2e_adapted}, indent=1))
     return 0
+
+
+VERIFY_EXIT_CODES = {0: "marked as generated (watermark found, or valid C2PA credentials declaring it AI-generated), "
+                        "and no invalid credentials",
+                     1: "no provenance found: no watermark and no valid AI-generated C2PA credentials",
+                     2: "bad input (missing, empty or undecodable file, bad flag): a one-line error",
+                     3: "C2PA credentials present but invalid (the file was changed after signing, or a bad "
+                        "signature)"}
+
+
+def _add_verify(commands) -> None:
+    parser = commands.add_parser(
+        "verify", help="check a video for the memface watermark and C2PA content credentials",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Reports (1) whether the invisible watermark every memface video carries is in the frames "
+                    "(a majority vote over frames; survives re-encoding and scaling), with its confidence, and (2) "
+                    "whether the file holds a C2PA manifest, whether it is valid, and its assertions.\n\nexit "
+                    "codes:\n" + "\n".join(f"  {code}  {meaning}" for code, meaning in VERIFY_EXIT_CODES.items()))
+    parser.add_argument("video", help="video file (any container ffmpeg reads)")
+    parser.add_argument("--max-frames", type=positive_int, default=250,
+                        help="read the watermark from the first N frames (default: 250)")
+    parser.add_argument("--trust-anchors", default=None,
+                        help="PEM file of CA certificates to trust: a valid manifest signed under one is 'Trusted'")
+    parser.add_argument("--json", action="store_true", help="print the full report as JSON")
+    parser.set_defaults(handler=_run_verify)
+
+
+def _run_verify(args) -> int:
+    from .provenance import verify_video
+
+    report = verify_video(args.video, max_frames=args.max_frames, trust_anchors=args.trust_anchors)
+    mark, c2pa = report.watermark, report.credentials
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=1))
+    else:
+        print(f"watermark: {'found' if mark.detected else 'not found'} ({mark.agreeing_bits}/64 bits agree, "
+              f"confidence {mark.confidence:.6f}, p = {mark.p_value:.1e}; {mark.frames} frames, "
+              f"{mark.frames_detected:.0%} of them alone)")
+        if c2pa.state == "unavailable":
+            print("C2PA: not checked (c2pa-python is not installed: pip install 'memface_hub[provenance]')")
+        elif not c2pa.present:
+            print("C2PA: no manifest")
+        else:
+            sources = ", ".join(f"{a.get('action')} {str(a.get('digitalSourceType', '')).rsplit('/', 1)[-1]}".strip()
+                                for a in c2pa.actions) or "none"
+            signer = ", ".join(str(v) for v in c2pa.signer.values()) or "unknown"
+            print(f"C2PA: manifest {c2pa.state}{' (' + ', '.join(c2pa.failures) + ')' if c2pa.failures else ''}; "
+                  f"AI-generated: {'yes' if c2pa.ai_generated else 'no'}; actions: {sources}; signer: {signer}; "
+                  f"assertions: {', '.join(c2pa.assertions) or 'none'}")
+    if c2pa.present and not c2pa.valid:
+        return 3
+    return 0 if report.generated else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -519,7 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_demo, _add_generate, _add_adapt, _add_push, _add_pull, _add_list, _add_demo_data,
                 _add_preprocess, _add_build_corpus, _add_fit_mouth_model, _add_train_a2e, _add_eval_a2e,
-                _add_train_renderer):
+                _add_train_renderer, _add_verify):
         add(commands)
     return parser
 

@@ -46,6 +46,8 @@ from .hub import hub_file_list, refuse_token_like
 from .io.audio import AUDIO_SAMPLE_RATE, load_audio
 from .io.video import SYNTHETIC_LABEL, VideoWriter, iter_frames
 from .parallel import release_free_memory
+from .provenance import SigningKey, Watermarker
+from .provenance.credentials import sign_generated_video
 from .renderer import MemFaceRenderer, apply_renderer_delta
 from .speaker import DELTA_FILE, SpeakerMemory
 
@@ -75,6 +77,8 @@ class GenerationOutput:
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, and first_frame_s
     frames: np.ndarray | None = None  # (T, H, W, 3) uint8, when kept in memory
     path: Path | None = None          # the mp4, when written to a file
+    watermarked: bool = False         # its frames carry the invisible watermark (memface_hub.provenance)
+    content_credentials: bool = False  # it holds signed C2PA credentials (needs a signing key)
 
 
 def load_speaker(name_or_path: str | os.PathLike | SpeakerMemory, **hub_kwargs) -> SpeakerMemory:
@@ -550,24 +554,33 @@ class MemFacePipeline:
 
     def generate_to_file(self, audio, speaker: SpeakerMemory | str, path: str | os.PathLike,
                          sampling_rate: int | None = None, generator: torch.Generator | None = None,
-                         progress: bool | None = None,
-                         crf: int = 18) -> GenerationOutput:
-        """Stream the video into ``path`` (mp4, H.264 + AAC), atomically, labelled as synthetic."""
+                         progress: bool | None = None, crf: int = 18,
+                         signing_key: SigningKey | None = None) -> GenerationOutput:
+        """Stream the video into ``path`` (mp4, H.264 + AAC), atomically, labelled as synthetic: an invisible
+        watermark in every frame, and C2PA content credentials declaring it AI-generated, signed with
+        ``signing_key`` (default: ``SigningKey.from_env()``, from ``MEMFACE_C2PA_CERT`` / ``MEMFACE_C2PA_KEY``);
+        without a key the log says the credentials were not added (see :mod:`memface_hub.provenance`)."""
         path = Path(path)
+        signing_key = signing_key or SigningKey.from_env()       # a bad key fails here, before any work
         waveform = self.load_waveform(audio, sampling_rate)
         metadata = {"comment": SYNTHETIC_LABEL, "description": SYNTHETIC_LABEL,
                     "encoder": f"memface_hub {__version__}"}
         writer = VideoWriter(path, fps=self.frontend.fps, audio=(waveform, AUDIO_SAMPLE_RATE), crf=crf,
                              metadata=metadata)
+        watermark = Watermarker()
         try:
-            result = self._run(waveform, speaker, AUDIO_SAMPLE_RATE, generator, progress, sink=writer.write)
+            result = self._run(waveform, speaker, AUDIO_SAMPLE_RATE, generator, progress,
+                               sink=lambda frame: writer.write(watermark(frame)))
             started = time.perf_counter()
             writer.close()
             result.timings["encoding"] = result.timings.get("encoding", 0.0) + time.perf_counter() - started
         except BaseException:
             writer.abort()
             raise
-        result.path = path
+        started = time.perf_counter()
+        result.path, result.watermarked = path, True
+        result.content_credentials = sign_generated_video(path, signing_key)
+        result.timings["content_credentials"] = time.perf_counter() - started
         return result
 
     def speak(self, text: str, voice: str = "en-us", rate: int = 165) -> tuple[np.ndarray, int]:

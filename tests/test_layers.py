@@ -9,7 +9,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "memface_hub"
 LAYERS = [
     {"errors", "arrays_io", "parallel"},
-    {"io", "face", "audio", "hub", "cards"},
+    {"io", "face", "audio", "hub", "cards", "provenance"},
     {"memory", "a2e", "renderer", "speaker"},
     {"pipeline"},
     {"data", "training", "evaluation"},
