@@ -572,6 +572,8 @@ def _run_verify(args) -> int:
               f"{mark.frames_detected:.0%} of them alone)")
         if c2pa.state == "unavailable":
             print("C2PA: not checked (c2pa-python is not installed: pip install 'memface_hub[provenance]')")
+        elif c2pa.state == "unsupported":
+            print("C2PA: not possible in this container (no manifest)")
         elif not c2pa.present:
             print("C2PA: no manifest")
         else:

@@ -5,7 +5,6 @@ video the pipeline writes carries both (the watermark even without a key); ``mem
 
 from __future__ import annotations
 
-import datetime
 import logging
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from memface_hub.errors import MemFaceInputError
 from memface_hub.io.video import ffmpeg_exe, probe
 from memface_hub.provenance import (SigningKey, Watermarker, add_content_credentials, detect_watermark,
                                     detect_watermark_in_video, read_content_credentials, verify_video)
-from memface_hub.provenance.credentials import TRAINED_ALGORITHMIC_MEDIA
+from memface_hub.provenance.credentials import TRAINED_ALGORITHMIC_MEDIA, create_test_signing_key
 from memface_hub.provenance.watermark import MIN_AGREEING_BITS
 
 
@@ -96,51 +95,10 @@ def test_a_video_without_frames_or_a_missing_file_is_a_one_line_error(tmp_path):
 
 
 # -- C2PA content credentials -------------------------------------------------------------------
-def make_test_signing_key(folder: Path) -> tuple[Path, Path, Path]:
-    """A throwaway test CA and a signing certificate under it (EC P-256): (chain.pem, key.pem, ca.pem)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    now = datetime.datetime.now(datetime.timezone.utc)
-
-    def name(common_name: str) -> x509.Name:
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-                          x509.NameAttribute(NameOID.ORGANIZATION_NAME, "memface tests")])
-
-    def usage(signing: bool) -> x509.KeyUsage:
-        return x509.KeyUsage(digital_signature=signing, content_commitment=False, key_encipherment=False,
-                             data_encipherment=False, key_agreement=False, key_cert_sign=not signing,
-                             crl_sign=not signing, encipher_only=False, decipher_only=False)
-
-    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    valid = dict(not_valid_before=now - datetime.timedelta(days=1), not_valid_after=now + datetime.timedelta(days=7))
-    ca = (x509.CertificateBuilder(**valid).subject_name(name("memface test CA")).issuer_name(name("memface test CA"))
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .add_extension(usage(signing=False), critical=True)
-          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-          .sign(ca_key, hashes.SHA256()))
-    leaf = (x509.CertificateBuilder(**valid).subject_name(name("memface test signer")).issuer_name(ca.subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(usage(signing=True), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    pem = serialization.Encoding.PEM
-    chain, key_path, ca_path = folder / "chain.pem", folder / "key.pem", folder / "ca.pem"
-    chain.write_bytes(leaf.public_bytes(pem) + ca.public_bytes(pem))
-    key_path.write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    ca_path.write_bytes(ca.public_bytes(pem))
-    return chain, key_path, ca_path
-
-
 @pytest.fixture(scope="module")
 def test_key(tmp_path_factory):
     pytest.importorskip("c2pa")
-    return make_test_signing_key(tmp_path_factory.mktemp("c2pa_key"))
+    return create_test_signing_key(tmp_path_factory.mktemp("c2pa_key"))
 
 
 def test_signed_credentials_declare_ai_generation_and_break_when_the_file_changes(test_key, tmp_path):

@@ -181,13 +181,60 @@ def sign_generated_video(path: str | os.PathLike, key: SigningKey | None) -> boo
     return True
 
 
+def create_test_signing_key(folder: str | os.PathLike) -> tuple[Path, Path, Path]:
+    """A throwaway test CA and a signing certificate under it (EC P-256, valid 7 days) in ``folder``:
+    ``(chain.pem, key.pem, ca.pem)``. For tests and for trying the credentials out; nobody trusts it (use a
+    certificate from a CA for real outputs)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def name(common_name: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+                          x509.NameAttribute(NameOID.ORGANIZATION_NAME, "memface tests")])
+
+    def usage(signing: bool) -> x509.KeyUsage:
+        return x509.KeyUsage(digital_signature=signing, content_commitment=False, key_encipherment=False,
+                             data_encipherment=False, key_agreement=False, key_cert_sign=not signing,
+                             crl_sign=not signing, encipher_only=False, decipher_only=False)
+
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    valid = dict(not_valid_before=now - datetime.timedelta(days=1), not_valid_after=now + datetime.timedelta(days=7))
+    ca = (x509.CertificateBuilder(**valid).subject_name(name("memface test CA")).issuer_name(name("memface test CA"))
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .add_extension(usage(signing=False), critical=True)
+          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+          .sign(ca_key, hashes.SHA256()))
+    leaf = (x509.CertificateBuilder(**valid).subject_name(name("memface test signer")).issuer_name(ca.subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(usage(signing=True), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    pem = serialization.Encoding.PEM
+    folder = Path(folder)
+    chain, key_path, ca_path = folder / "chain.pem", folder / "key.pem", folder / "ca.pem"
+    chain.write_bytes(leaf.public_bytes(pem) + ca.public_bytes(pem))
+    key_path.write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    ca_path.write_bytes(ca.public_bytes(pem))
+    return chain, key_path, ca_path
+
+
 @dataclass
 class CredentialsReport:
     """What :func:`read_content_credentials` found in a file.
 
     ``state``: ``"absent"`` (no manifest), ``"Invalid"`` (present but tampered or badly signed),
     ``"Valid"`` (intact, signature good, signer not in a trust list), ``"Trusted"`` (and the signer chains
-    to a given trust anchor), or ``"unavailable"`` (c2pa-python not installed)."""
+    to a given trust anchor), ``"unsupported"`` (a container C2PA has no place in, e.g. MPEG-PS), or
+    ``"unavailable"`` (c2pa-python not installed)."""
 
     present: bool
     state: str
@@ -222,13 +269,15 @@ def read_content_credentials(path: str | os.PathLike, trust_anchors: str | os.Pa
                     "trust": {"trust_anchors": _pem(trust_anchors, "trust anchors").decode()}}
         context = c2pa.Context.from_dict(settings)
     try:
-        with open(path, "rb") as stream, c2pa.Reader("video/mp4", stream, context=context) as reader:
+        with c2pa.Reader(str(path), context=context) as reader:     # the container is told by the bytes
             store = json.loads(reader.json())
             state = reader.get_validation_state() or "Invalid"
     except c2pa.C2paError as err:
-        text = " ".join(str(err).split())
-        if "ManifestNotFound" in type(err).__name__ or "no JUMBF" in text or "not found" in text.lower():
+        kind, text = type(err).__name__, " ".join(str(err).split())
+        if "ManifestNotFound" in kind:
             return CredentialsReport(False, "absent")
+        if "NotSupported" in kind:                                   # e.g. MPEG-PS, MKV: C2PA cannot live there
+            return CredentialsReport(False, "unsupported")
         return CredentialsReport(True, "Invalid", failures=[text[:300]])
     manifest = store.get("manifests", {}).get(store.get("active_manifest"), {})
     assertions = [assertion.get("label", "") for assertion in manifest.get("assertions", [])]
