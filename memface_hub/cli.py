@@ -353,51 +353,42 @@ def _run_list(args) -> int:
 
 
 def _add_train_a2e(commands) -> None:
+    from .training.configs import A2ETrainingConfig, add_config_arguments
+
     parser = commands.add_parser(
         "train-a2e", help="train the audio-to-expression model (accelerate: CPU, one or many GPUs)",
         description="Train MemFaceAudioToExpression on preprocessed shards with the losses of eq. 4 and the "
                     "alternating memory/model updates of supplement B.2. Runs unchanged under "
                     "`accelerate launch`. Writes <out>/best (save_pretrained), <out>/checkpoint (for --resume) "
-                    "and <out>/trainer_state.json.")
-    parser.add_argument("--shards", required=True, help="folder of preprocessed clip shards")
-    parser.add_argument("--out", required=True, help="run folder")
-    parser.add_argument("--splits", default=None,
-                        help="JSON with {'splits': {'train': [...], 'val': [...]}} (the demo corpus.json); "
-                             "default: a hash split of the shard names")
+                    "and <out>/trainer_state.json. The flags are the fields of "
+                    "memface_hub.training.configs.A2ETrainingConfig.")
+    add_config_arguments(parser, A2ETrainingConfig)
     parser.add_argument("--frontend", default="mel",
                         help="audio front end: mel (the offline default, chosen by the a2e ablation), phonemes, "
                              "wav2vec2, deepspeech")
     parser.add_argument("--frontend-model", default=None,
                         help="Hub id or local path of the wav2vec2/deepspeech checkpoint")
-    parser.add_argument("--memory", default="implicit", choices=["implicit", "none", "explicit"],
-                        help="memory variant (the paper's ablation)")
-    parser.add_argument("--memory-slots", type=positive_int, default=1000, help="memory size M (default: 1000)")
-    parser.add_argument("--memory-dim", type=positive_int, default=64, help="memory slot width (default: 64)")
-    parser.add_argument("--epochs", type=positive_int, default=30, help="training epochs (default: 30)")
-    parser.add_argument("--batch-size", type=positive_int, default=16,
-                        help="windows per batch and process (default: 16)")
-    parser.add_argument("--lr", type=positive_float, default=1e-3, help="peak learning rate (default: 1e-3)")
-    parser.add_argument("--window", type=positive_int, default=64, help="training window in frames (default: 64)")
-    parser.add_argument("--real-repeat", type=positive_int, default=1,
-                        help="with a multi-person corpus.json: count real clips this many times (default: 1)")
-    parser.add_argument("--d-model", type=positive_int, default=128, help="transformer width (default: 128)")
-    parser.add_argument("--layers", type=positive_int, default=2, help="encoder and decoder layers each (default: 2)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    parser.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint")
     parser.set_defaults(handler=_run_train_a2e)
 
 
+def _training_config(config_class, args, **given):
+    """The training config of parsed flags; a value out of range is a one-line error naming the field."""
+    from .training.configs import config_from_arguments
+
+    try:
+        return config_from_arguments(config_class, args, **given)
+    except ValueError as err:
+        raise MemFaceInputError("flags", str(err)) from None
+
+
 def _run_train_a2e(args) -> int:
-    from .training.train_a2e import A2ETrainingConfig, train_a2e
+    from .training.configs import A2ETrainingConfig
+    from .training.train_a2e import train_a2e
 
     frontend = {"name": args.frontend}
     if args.frontend_model:
         frontend["model_name_or_path"] = args.frontend_model
-    best = train_a2e(A2ETrainingConfig(
-        shards=args.shards, output_dir=args.out, splits=args.splits, frontend=frontend, memory=args.memory,
-        memory_slots=args.memory_slots, memory_dim=args.memory_dim, epochs=args.epochs, batch_size=args.batch_size,
-        learning_rate=args.lr, window=args.window, real_repeat=args.real_repeat, d_model=args.d_model,
-        num_layers=args.layers, seed=args.seed, resume=args.resume))
+    best = train_a2e(_training_config(A2ETrainingConfig, args, frontend=frontend))
     logger.info("best model: %s", Path(best).resolve())
     return 0
 
@@ -431,58 +422,25 @@ def _run_eval_a2e(args) -> int:
 
 
 def _add_train_renderer(commands) -> None:
+    from .training.configs import RendererTrainingConfig, add_config_arguments
+
     parser = commands.add_parser(
         "train-renderer", help="train the neural renderer with the explicit memory (accelerate)",
         description="Train MemFaceRenderer on preprocessed shards of one or many people: L1 + EfficientNet-Lite0 "
                     "perceptual + patch-GAN losses (eq. 6), each person's explicit memory bank chosen by Alg. 1 "
                     "from that person's frames, and the leakage rule (no frame reads its own entry or its ±2 "
                     "neighbours). With a corpus.json from build-corpus, batches are person-balanced. "
-                    "Runs unchanged under `accelerate launch`.")
-    parser.add_argument("--shards", required=True, help="folder of preprocessed clip shards")
-    parser.add_argument("--out", required=True, help="run folder")
-    parser.add_argument("--splits", default=None, help="JSON with {'splits': {'train': [...], 'val': [...]}}")
-    parser.add_argument("--memory", default="explicit", choices=["explicit", "none", "implicit"],
-                        help="memory variant (the paper's ablation)")
-    parser.add_argument("--crop-size", type=positive_int, default=128, help="training crop size (default: 128)")
-    parser.add_argument("--entries", type=positive_int, default=300, help="memory entries N (default: 300)")
-    parser.add_argument("--frame-step", type=positive_int, default=2, help="use every n-th frame (default: 2)")
-    parser.add_argument("--epochs", type=positive_int, default=10, help="training epochs (default: 10)")
-    parser.add_argument("--max-steps", type=positive_int, default=None,
-                        help="stop after this many batches, even mid-epoch (default: no limit)")
-    parser.add_argument("--batch-size", type=positive_int, default=8, help="images per batch and process (default: 8)")
-    parser.add_argument("--learning-rate", type=positive_float, default=2e-4, help="Adam learning rate (default: 2e-4)")
-    parser.add_argument("--perceptual-weight", type=float, default=0.1, help="λ_p of eq. 6 (default: 0.1)")
-    parser.add_argument("--memory-subset", type=int, default=96,
-                        help="memory entries read per training step, 0 for all (default: 96)")
-    parser.add_argument("--no-colour-augment", action="store_true", help="turn off colour augmentation")
-    parser.add_argument("--mouth-window", action="store_true",
-                        help="the network sees only the window around the mouth box (crop 256 in real time)")
-    parser.add_argument("--memory-distance-prior", type=float, default=0.0,
-                        help="read the memory entries whose mouth shape is near the query (0: learned attention only)")
-    parser.add_argument("--memory-top-k", type=positive_int, default=None, help="read at most k memory entries")
-    parser.add_argument("--feather", type=int, default=6, help="compositing feather in crop pixels (default: 6)")
-    parser.add_argument("--ring-width", type=float, default=0.08,
-                        help="colour ring around the mouth box, fraction of the crop (default: 0.08)")
-    parser.add_argument("--gan-weight", type=float, default=0.01, help="λ_GAN of eq. 6 (default: 0.01)")
-    parser.add_argument("--init-from", default=None, help="warm start from a renderer folder (same architecture)")
-    parser.add_argument("--mixed-precision", default="no", choices=["no", "bf16"],
-                        help="bf16 autocast (CPUs with avx512-bf16, GPUs) (default: no)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    parser.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint")
+                    "Runs unchanged under `accelerate launch`. The flags are the fields of "
+                    "memface_hub.training.configs.RendererTrainingConfig.")
+    add_config_arguments(parser, RendererTrainingConfig)
     parser.set_defaults(handler=_run_train_renderer)
 
 
 def _run_train_renderer(args) -> int:
-    from .training.train_renderer import RendererTrainingConfig, train_renderer
+    from .training.configs import RendererTrainingConfig
+    from .training.train_renderer import train_renderer
 
-    best = train_renderer(RendererTrainingConfig(
-        shards=args.shards, output_dir=args.out, splits=args.splits, memory=args.memory, crop_size=args.crop_size,
-        memory_entries=args.entries, frame_step=args.frame_step, epochs=args.epochs, batch_size=args.batch_size,
-        max_steps=args.max_steps, seed=args.seed, resume=args.resume, learning_rate=args.learning_rate,
-        perceptual_weight=args.perceptual_weight, memory_subset=args.memory_subset or None,
-        colour_augment=not args.no_colour_augment, init_from=args.init_from, mixed_precision=args.mixed_precision,
-        mouth_window=args.mouth_window, memory_distance_prior=args.memory_distance_prior,
-        memory_top_k=args.memory_top_k, feather=args.feather, ring_width=args.ring_width, gan_weight=args.gan_weight))
+    best = train_renderer(_training_config(RendererTrainingConfig, args))
     logger.info("best renderer: %s", Path(best).resolve())
     return 0
 

@@ -3,9 +3,10 @@
     memface train-a2e --shards data/shards --splits data/demo/corpus.json --out runs/a2e
     accelerate launch --num_processes 4 -m memface_hub.cli train-a2e ...   # same code, several processes
 
-Eq. 4 losses, the alternating memory/model updates of supplement B.2 in the first half,
-validation every epoch, the best model written with ``save_pretrained`` to ``<out>/best``,
-and the full training state in ``<out>/checkpoint`` for ``--resume``.
+Eq. 4 losses, the alternating memory/model updates of supplement B.2 in the first half, validation
+every epoch. The scaffolding (accelerate, seeding, ``--resume`` from ``<out>/checkpoint``, the best model
+written with ``save_pretrained`` to ``<out>/best``) is the shared :class:`~.loop.TrainingRun`; every
+hyper-parameter is a field of :class:`~.configs.A2ETrainingConfig`.
 """
 
 from __future__ import annotations
@@ -16,12 +17,11 @@ import math
 import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ..a2e import MemFaceAudioToExpression
 from ..audio import build_frontend
@@ -29,43 +29,13 @@ from ..data.a2e_clips import A2EWindows, load_a2e_clips
 from ..face.mouth_model import MouthModel
 from ..io.shards import fit_mouth_model
 from ..parallel import limit_worker_threads
+from .configs import A2ETrainingConfig
+from .loop import TrainingRun
 from .losses import a2e_loss
-from .run_state import STATE_FILE, resume_state, save_state, split_shards
+from .run_state import STATE_FILE, split_shards
 from .schedules import AlternatingSchedule
 
 logger = logging.getLogger(__name__)
-
-
-
-@dataclass
-class A2ETrainingConfig:
-    """Everything a run needs; saved as ``<out>/training_config.json``."""
-
-    shards: str
-    output_dir: str
-    splits: str | None = None
-    frontend: dict = field(default_factory=lambda: {"name": "mel"})  # the offline default, chosen by the ablation
-    memory: str = "implicit"
-    memory_slots: int = 1000
-    memory_dim: int = 64
-    exp_dim: int = 16
-    d_model: int = 128
-    num_heads: int = 4
-    num_layers: int = 2
-    dropout: float = 0.1
-    epochs: int = 30
-    batch_size: int = 16
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.01
-    window: int = 64
-    alternate_fraction: float = 0.5
-    expression_weight: float = 1.0
-    vertex_weight: float = 1.0
-    regulariser_weight: float = 0.01
-    real_repeat: int = 1                   # real clips' windows count this many times (a multi-person corpus.json)
-    seed: int = 0
-    resume: bool = False
-    progress: bool = True
 
 
 def weigh_real_clips(clips: list, splits: str | None, repeat: int) -> list:
@@ -110,16 +80,9 @@ def _evaluate(model, loader, accelerator, config: A2ETrainingConfig) -> dict:
 
 
 def train_a2e(config: A2ETrainingConfig) -> Path:
-    """Run training; returns the folder of the best model (``<out>/best``)."""
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
-
-    accelerator = Accelerator()
-    set_seed(config.seed)
-    out = Path(config.output_dir)
-    if accelerator.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "training_config.json").write_text(json.dumps(asdict(config), indent=1))
+    """Run training; returns the folder of the best model (``<out>/best``, lowest validation RMSE)."""
+    run = TrainingRun(config, best_metric="best_val_rmse", higher_is_better=False, throughput="train_frames_per_s")
+    accelerator, out = run.accelerator, run.out
 
     # 1. data: split, mouth model (fitted on the training clips), features (cached per shard)
     train_ids, val_ids = split_shards(config.shards, config.splits)
@@ -161,19 +124,12 @@ def train_a2e(config: A2ETrainingConfig) -> Path:
     schedule = AlternatingSchedule(total_steps, config.alternate_fraction)
 
     # 3. resume
-    state = resume_state(accelerator, out, config.resume,
-                         {"epoch": 0, "step": 0, "best_val_rmse": None, "history": []})
-    if state["epoch"]:
-        logger.info("resumed from epoch %d (step %d)", state["epoch"], state["step"])
+    state = run.resume()
 
-    # 4. train
-    frames_seen, train_seconds = 0, 0.0
-    for epoch in range(state["epoch"], config.epochs):
+    # 4. train, validate, keep the best
+    for epoch in run.epochs():
         model.train()
-        bar = tqdm(train_loader, disable=not (config.progress and accelerator.is_local_main_process),
-                   desc=f"a2e epoch {epoch + 1}/{config.epochs}", unit="batch")
-        started = time.perf_counter()
-        for batch in bar:
+        for batch in run.batches(train_loader, f"a2e epoch {epoch + 1}/{config.epochs}"):
             output = model(batch["features"], batch["padding"])
             vertices = unwrapped.vertices(output.expressions, batch["neutral"])
             target = unwrapped.vertices(batch["expressions"], batch["neutral"])
@@ -186,28 +142,14 @@ def train_a2e(config: A2ETrainingConfig) -> Path:
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            state["step"] += 1
-            frames_seen += int(batch["mask"].sum()) * accelerator.num_processes
-            bar.set_postfix(loss=f"{loss.total.item():.4f}", phase=phase)
-        epoch_seconds = time.perf_counter() - started
-        train_seconds += epoch_seconds
-        state["train_seconds"] = state.get("train_seconds", 0.0) + epoch_seconds  # over resumes too
+            run.step_done(int(batch["mask"].sum()) * accelerator.num_processes,
+                          loss=f"{loss.total.item():.4f}", phase=phase)
         metrics = _evaluate(model, val_loader, accelerator, config)
-        state["epoch"] = epoch + 1
-        state["history"].append({"epoch": epoch + 1, **metrics})
-        improved = state["best_val_rmse"] is None or metrics["rmse"] < state["best_val_rmse"]
-        if improved:
-            state["best_val_rmse"] = metrics["rmse"]
-        state["train_frames_per_s"] = frames_seen / max(train_seconds, 1e-9)
-        accelerator.wait_for_everyone()
+        improved = run.end_epoch(epoch, unwrapped, score=metrics["rmse"], metrics=metrics)
         if accelerator.is_main_process:
-            if improved:
-                unwrapped.save_pretrained(out / "best")
             logger.info("epoch %d: val loss %.4f, val RMSE %.4f%s", epoch + 1, metrics["loss"], metrics["rmse"],
                         " (best)" if improved else "")
-        save_state(accelerator, out, state)
-    accelerator.wait_for_everyone()
-    return out / "best"
+    return run.finish()
 
 
 def run_is_finished(config: A2ETrainingConfig) -> bool:

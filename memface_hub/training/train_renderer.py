@@ -8,69 +8,31 @@ multi-person corpus (``memface build-corpus``: ``corpus.json`` names each clip's
 are person-balanced and each reads its person's memory; a folder without person information is
 one person (the synthetic demo corpus). Colour augmentation (gain, offset, gamma per batch,
 applied alike to the frames and the memory) keeps the renderer from learning one skin tone. Validation PSNR on
-the mouth box each epoch, validation images written to ``<out>/val_epoch_XXX.png``, the best model via
-``save_pretrained`` to ``<out>/best``, the training state in ``<out>/checkpoint`` for ``--resume``.
+the mouth box each epoch, validation images written to ``<out>/val_epoch_XXX.png``, the last model to
+``<out>/last``. The scaffolding (accelerate, seeding, ``--resume`` from ``<out>/checkpoint``, the best model
+written with ``save_pretrained`` to ``<out>/best``) is the shared :class:`~.loop.TrainingRun`; every
+hyper-parameter is a field of :class:`~.configs.RendererTrainingConfig`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ..data.renderer_frames import PeopleFrames, PersonBatchSampler
 from ..renderer import MemFaceRenderer, PatchDiscriminator
+from .configs import RendererTrainingConfig
+from .loop import TrainingRun
 from .losses import discriminator_hinge_loss, renderer_loss
-from .run_state import resume_state, save_state, split_shards
+from .run_state import split_shards
 
 logger = logging.getLogger(__name__)
-
-
-
-@dataclass
-class RendererTrainingConfig:
-    """Everything a renderer run needs; saved as ``<out>/training_config.json``."""
-
-    shards: str
-    output_dir: str
-    splits: str | None = None
-    memory: str = "explicit"
-    crop_size: int = 128
-    base_channels: int = 16
-    depth: int = 3
-    colour_normalise: bool = True          # identity from the inputs (see memface_hub.renderer)
-    mouth_window: bool = False             # the network sees only the window around the mouth box
-    memory_distance_prior: float = 0.0     # read memory entries of near mouth shapes (0: learned attention only)
-    memory_top_k: int | None = None        # read at most k memory entries (None: all)
-    feather: int = 6                       # compositing feather in crop pixels
-    ring_width: float = 0.08               # colour ring around the mouth box, fraction of the crop
-    memory_entries: int = 300
-    memory_subset: int | None = 96         # entries of the person's bank read per training step (None: all)
-    frame_step: int = 2
-    epochs: int = 10
-    batch_size: int = 8
-    learning_rate: float = 2e-4
-    l1_weight: float = 1.0
-    perceptual_weight: float = 0.1
-    perceptual_size: int = 112
-    gan_weight: float = 0.01
-    regulariser_weight: float = 0.01       # λ_r of an implicit memory's R (the ablation's variant)
-    colour_augment: bool = True
-    synthetic_weight: float = 0.5          # sampling weight of a synthetic-only person (a real one is 1)
-    init_from: str | None = None           # warm start: a renderer folder with the same architecture
-    mixed_precision: str = "no"            # "bf16": autocast on CPUs with avx512-bf16 and on GPUs
-    max_steps: int | None = None
-    seed: int = 0
-    resume: bool = False
-    progress: bool = True
 
 
 def mouth_boxes(images: torch.Tensor, box: tuple[int, int, int, int]) -> torch.Tensor:
@@ -168,18 +130,13 @@ def memory_subset(bank_size: int, count: int | None, generator: torch.Generator)
 def train_renderer(config: RendererTrainingConfig,
                    data: tuple[PeopleFrames, PeopleFrames] | None = None) -> Path:
     """Run training (``config.epochs``, or stop after ``config.max_steps`` batches); ``data``
-    is what :func:`load_renderer_data` returns, loaded here when not given. Returns ``<out>/best``."""
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
-
+    is what :func:`load_renderer_data` returns, loaded here when not given. Returns ``<out>/best`` (highest
+    validation mouth PSNR)."""
     from ..evaluation.perceptual import PerceptualMetric
 
-    accelerator = Accelerator(mixed_precision=config.mixed_precision)
-    set_seed(config.seed)
-    out = Path(config.output_dir)
-    if accelerator.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "training_config.json").write_text(json.dumps(asdict(config), indent=1))
+    run = TrainingRun(config, best_metric="best_val_psnr", higher_is_better=True, throughput="train_images_per_s",
+                      mixed_precision=config.mixed_precision)
+    accelerator, out = run.accelerator, run.out
 
     # 1. data: frames by person, each person's memory bank from their own frames
     train_set, val_set = data or load_renderer_data(config, config.progress and accelerator.is_main_process)
@@ -219,21 +176,12 @@ def train_renderer(config: RendererTrainingConfig,
         return renderer(batch["target"], batch["sketch"], batch["vertices"],
                         **unwrapped.memory_inputs(keys.to(accelerator.device), patches, batch["exclude"]))
 
-    state = resume_state(accelerator, out, config.resume,
-                         {"epoch": 0, "step": 0, "best_val_psnr": None, "history": []})
+    state = run.resume()
 
-    images_seen, seconds = 0, 0.0
-    for epoch in range(state["epoch"], config.epochs):
-        if config.max_steps is not None and state["step"] >= config.max_steps:
-            break
+    for epoch in run.epochs(config.max_steps):
         renderer.train()
         sampler.epoch = epoch
-        started = time.perf_counter()
-        bar = tqdm(train_loader, disable=not (config.progress and accelerator.is_local_main_process),
-                   desc=f"renderer epoch {epoch + 1}/{config.epochs}", unit="batch")
-        for batch in bar:
-            if config.max_steps is not None and state["step"] >= config.max_steps:
-                break
+        for batch in run.batches(train_loader, f"renderer epoch {epoch + 1}/{config.epochs}", config.max_steps):
             bank = banks[int(batch["person"][0])]
             subset = memory_subset(len(bank[0]), config.memory_subset, generator)
             augment = colour_augmentation(generator) if config.colour_augment else None
@@ -252,10 +200,7 @@ def train_renderer(config: RendererTrainingConfig,
             optimizer.zero_grad(set_to_none=True)
             accelerator.backward(loss)
             optimizer.step()
-            state["step"] += 1
-            images_seen += batch["target"].shape[0] * accelerator.num_processes
-            bar.set_postfix(l1=f"{l1.item():.4f}")
-        seconds += time.perf_counter() - started
+            run.step_done(batch["target"].shape[0] * accelerator.num_processes, l1=f"{l1.item():.4f}")
         # validation: each held-out person reads their own memory
         renderer.eval()
         totals = torch.zeros(2, device=accelerator.device)
@@ -276,16 +221,8 @@ def train_renderer(config: RendererTrainingConfig,
                                                               torch.cat([sample[1], pair[1]]))
         totals = accelerator.reduce(totals, reduction="sum")
         psnr = float(totals[0] / totals[1].clamp_min(1))
-        state["epoch"] = epoch + 1
-        state["history"].append({"epoch": epoch + 1, "step": state["step"], "val_psnr_mouth": psnr})
-        state["train_images_per_s"] = images_seen / max(seconds, 1e-9)
-        improved = state["best_val_psnr"] is None or psnr > state["best_val_psnr"]
-        if improved:
-            state["best_val_psnr"] = psnr
-        accelerator.wait_for_everyone()
-        if accelerator.is_main_process:
-            if improved:
-                unwrapped.save_pretrained(out / "best")
+
+        def last_model_and_images(improved: bool, epoch: int = epoch, sample=sample, psnr: float = psnr) -> None:
             unwrapped.save_pretrained(out / "last")
             if sample is not None:
                 grid = torch.cat([torch.cat(list(sample[0]), 2), torch.cat(list(sample[1]), 2)], 1)
@@ -293,6 +230,7 @@ def train_renderer(config: RendererTrainingConfig,
                 cv2.imwrite(str(out / f"val_epoch_{epoch + 1:03d}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
             logger.info("epoch %d (step %d): val mouth PSNR %.2f dB%s, %.1f images/s", epoch + 1, state["step"], psnr,
                         " (best)" if improved else "", state["train_images_per_s"])
-        save_state(accelerator, out, state)
-    accelerator.wait_for_everyone()
-    return out / "best"
+
+        run.end_epoch(epoch, unwrapped, score=psnr, metrics={"step": state["step"], "val_psnr_mouth": psnr},
+                      on_main=last_model_and_images)
+    return run.finish()
