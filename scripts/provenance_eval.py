@@ -150,10 +150,10 @@ def markdown(result: dict) -> str:
                  f"{fp['false_positive_rate']:.0%}) | max {fp['agreeing_bits_max']} / {fp['agreeing_bits_mean']} "
                  f"| — | {fp['c2pa_present']} with a manifest |")
     config = result["config"]
-    lines += ["", f"A video counts as watermarked when at least {MIN_AGREEING_BITS} of the 64 channel bits, each a vote "
-              "over frames, agree (p ≈ 2e-7 for an unmarked video). Generated clips: the bundled demo pipeline and "
-              f"speaker, {config['sentences']} sentences, signed with a throwaway test key; watermarked real footage: "
-              f"the first {config['real_frames']} frames of each real clip; every check reads the first "
+    lines += ["", f"A video counts as watermarked when at least {MIN_AGREEING_BITS} of the 64 channel bits, each a "
+              "vote over frames, agree (p ≈ 2e-7 for an unmarked video). Generated clips: the bundled demo pipeline "
+              f"and speaker, {config['sentences']} sentences, signed with a throwaway test key; watermarked real "
+              f"footage: the first {config['real_frames']} frames of each real clip; every check reads the first "
               f"{config['max_frames']} frames, as `memface verify` does. Half size is re-encoded by libx264 at its "
               "default CRF 23; \"half size crf30\" is a stress case beyond the issue's. C2PA credentials are bound to "
               "the file's bytes, so any re-encode drops them (expected: that is what the watermark is for)."]
@@ -182,13 +182,14 @@ def main(argv: list[str] | None = None) -> int:
         marked = watermarked_real_clips(videos, folder, args.real_frames, args.max_frames)
     unmarked = false_positives(videos, args.max_frames)
     bits = [clip["agreeing_bits"] for clip in unmarked.values()]
+    detected = [clip["detected"] for clip in unmarked.values()]
     result = {
         "generated": {"summary": summarise(generated), "clips": generated},
         "watermarked_real": {"summary": summarise(marked), "clips": marked},
-        "false_positives": {"summary": {"clips": len(unmarked), "detected": sum(c["detected"] for c in unmarked.values()),
-                                        "false_positive_rate": round(float(np.mean([c["detected"] for c in
-                                                                                    unmarked.values()])), 4),
-                                        "agreeing_bits_max": max(bits), "agreeing_bits_mean": round(float(np.mean(bits)), 2),
+        "false_positives": {"summary": {"clips": len(unmarked), "detected": sum(detected),
+                                        "false_positive_rate": round(float(np.mean(detected)), 4),
+                                        "agreeing_bits_max": max(bits),
+                                        "agreeing_bits_mean": round(float(np.mean(bits)), 2),
                                         "c2pa_present": sum(c["c2pa"] not in ("absent", "unavailable", "unsupported")
                                                             for c in unmarked.values())},
                             "clips": unmarked},

@@ -18,8 +18,15 @@ from conftest import tone, write_video
 from memface_hub.cli import main
 from memface_hub.errors import MemFaceInputError
 from memface_hub.io.video import ffmpeg_exe, probe
-from memface_hub.provenance import (SigningKey, Watermarker, add_content_credentials, detect_watermark,
-                                    detect_watermark_in_video, read_content_credentials, verify_video)
+from memface_hub.provenance import (
+    SigningKey,
+    Watermarker,
+    add_content_credentials,
+    detect_watermark,
+    detect_watermark_in_video,
+    read_content_credentials,
+    verify_video,
+)
 from memface_hub.provenance.credentials import TRAINED_ALGORITHMIC_MEDIA, create_test_signing_key
 from memface_hub.provenance.watermark import MIN_AGREEING_BITS
 

@@ -18,8 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import MemFaceInputError
-from .credentials import (CredentialsReport, SigningKey, add_content_credentials, c2pa_available,
-                          read_content_credentials)
+from .credentials import (
+    CredentialsReport,
+    SigningKey,
+    add_content_credentials,
+    c2pa_available,
+    read_content_credentials,
+)
 from .watermark import Watermarker, WatermarkResult, detect_watermark, detect_watermark_in_video
 
 __all__ = ["CredentialsReport", "ProvenanceReport", "SigningKey", "Watermarker", "WatermarkResult",

@@ -100,14 +100,14 @@ class SigningKey:
 
     @classmethod
     def from_files(cls, certificate_chain: str | os.PathLike | bytes, private_key: str | os.PathLike | bytes,
-                   timestamp_url: str | None = None) -> "SigningKey":
+                   timestamp_url: str | None = None) -> SigningKey:
         """From PEM files (or PEM text); the algorithm follows from the key."""
         chain = _pem(certificate_chain, "C2PA certificate chain")
         key = _pem(private_key, "C2PA private key")
         return cls(chain, key, _algorithm_for(key), timestamp_url)
 
     @classmethod
-    def from_env(cls) -> "SigningKey | None":
+    def from_env(cls) -> SigningKey | None:
         """From ``MEMFACE_C2PA_CERT`` / ``MEMFACE_C2PA_KEY`` (paths or PEM text); None when neither is set."""
         cert, key = os.environ.get(ENV_CERT, "").strip(), os.environ.get(ENV_KEY, "").strip()
         if not cert and not key:
