@@ -73,6 +73,9 @@ TABLES = (
           ("{python}", "scripts/real_speech_eval.py", "--corpus", "{data}/corpus", "--figure",
            "docs/real_speech_lips.png"),
           "lip-sync of the a2e model on real speech", needs=("{data}/corpus/corpus.json",)),
+    Table("provenance", "provenance.json", ("{python}", "scripts/provenance_eval.py", "{shared}/real_clips"),
+          "watermark and C2PA credentials on generated clips; false positives on real ones",
+          needs=("{shared}/real_clips",)),
 )
 
 

@@ -30,7 +30,7 @@ def load_results_script():
 def test_every_results_json_has_one_command_listed_in_the_results_page():
     tables = load_results_script().TABLES
     made = {table.json for table in tables if table.json}
-    assert {path.name for path in RESULTS.glob("*.json")} == made
+    assert {path.name for path in RESULTS.glob("*.json")} <= made, "a results JSON that no table of make results makes"
     page = (RESULTS / "README.md").read_text()
     for table in tables:
         script = next(part for part in table.command if part.startswith("scripts/") or part == "memface_hub.cli")
