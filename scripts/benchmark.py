@@ -30,7 +30,10 @@ SENTENCE = ("The quick brown fox jumps over the lazy dog, while Bob and Pam map 
             "Memories help a talking face move its mouth the way a person does.")
 
 
-def child(seconds: float, model: str | None, speaker: str, threads: int) -> dict:
+DTYPES = ("float32", "bfloat16")
+
+
+def child(seconds: float, model: str | None, speaker: str, threads: int, dtype: str = "float32") -> dict:
     """Generate ``seconds`` of video in this process; returns timings and peak RSS."""
     import numpy as np
     import torch
@@ -39,7 +42,7 @@ def child(seconds: float, model: str | None, speaker: str, threads: int) -> dict
     from memface_hub.pipeline import MemFacePipeline, load_speaker
 
     torch.set_num_threads(threads)
-    pipe = MemFacePipeline.from_pretrained(model)
+    pipe = MemFacePipeline.from_pretrained(model, torch_dtype=getattr(torch, dtype))
     speaker_memory = load_speaker(speaker)
     samples, rate = pipe.speak(SENTENCE)
     samples = np.tile(samples, int(np.ceil(seconds * rate / len(samples))))[: int(seconds * rate)]
@@ -92,12 +95,16 @@ def stream_latency(pipe, speaker, samples, rate: int, seconds: float = 10.0, chu
 
 
 def finetune_speed(pipe, speaker, steps: int = 30) -> float:
-    """Adaptation's renderer fine-tuning, steps per second (batch 4), on the speaker's own template video."""
+    """Adaptation's renderer fine-tuning, steps per second (batch 4, bf16 autocast), on the speaker's own
+    template video; the held-out checks of a real adaptation (a few renders of 32 frames) are not counted."""
+    import copy
+
     from memface_hub.training.adapt import adapt_speaker
 
     with tempfile.TemporaryDirectory() as work:
-        result = adapt_speaker(speaker.template_path, Path(work) / "speaker", renderer=pipe.renderer,
-                               finetune_steps=steps, progress=False)
+        renderer = copy.deepcopy(pipe.renderer).float()              # fine-tuning trains in float32 + bf16 autocast
+        result = adapt_speaker(speaker.template_path, Path(work) / "speaker", renderer=renderer,
+                               finetune_steps=steps, held_out_check=False, progress=False)
     return result.finetune_steps / result.finetune_seconds
 
 
@@ -110,8 +117,9 @@ def renderer_gflop_per_frame(pipe, speaker) -> float:
     renderer = pipe.renderer
     size, batch = renderer.crop_size, 16
     memory = {key: value for key, value in renderer.speaker_memory_inputs(speaker.keys, speaker.values).items()}
-    inputs = (torch.rand(batch, 3, size, size), torch.rand(batch, 3, size, size),
-              torch.from_numpy(speaker.keys[:1]).float().expand(batch, -1, -1))
+    dtype = renderer.out.weight.dtype
+    inputs = (torch.rand(batch, 3, size, size, dtype=dtype), torch.rand(batch, 3, size, size, dtype=dtype),
+              torch.from_numpy(speaker.keys[:1]).to(dtype).expand(batch, -1, -1))
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
         renderer(*inputs, **memory)
     return counter.get_total_flops() / batch / 1e9
@@ -119,7 +127,7 @@ def renderer_gflop_per_frame(pipe, speaker) -> float:
 
 def run_child(seconds: float, args) -> dict:
     command = [sys.executable, str(Path(__file__).resolve()), "--child", str(seconds), "--speaker", args.speaker,
-               "--threads", str(args.threads)] + (["--model", args.model] if args.model else [])
+               "--threads", str(args.threads), "--dtype", args.dtype] + (["--model", args.model] if args.model else [])
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     return json.loads(output.strip().splitlines()[-1])
 
@@ -128,7 +136,7 @@ def markdown_table(result: dict) -> str:
     short, long = result["short_seconds"], result["long_seconds"]
     width, height = result["frame_size"]
     lines = [f"`python scripts/benchmark.py` ({result['machine']}): bundled demo pipeline, renderer crop "
-             f"{result['crop_size']}, output frames {width}×{height}, speech from espeak-ng.", "",
+             f"{result['crop_size']}, {result['dtype']}, output frames {width}×{height}, speech from espeak-ng.", "",
              "| measure | value |", "|---|---|",
              f"| end-to-end frames/s, {short:g} s of audio | {result['fps_end_to_end']:.1f} |",
              f"| end-to-end frames/s, {long:g} s of audio | {result['fps_end_to_end_long']:.1f} |"]
@@ -152,12 +160,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--short-seconds", type=float, default=30.0)
     parser.add_argument("--long-seconds", type=float, default=300.0)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads")
+    parser.add_argument("--dtype", default="bfloat16", choices=DTYPES,
+                        help="the pipeline's dtype (bfloat16: oneDNN bf16 kernels on CPUs with avx512-bf16)")
     parser.add_argument("--out", default=str(ROOT / "docs" / "results" / "benchmark.json"))
     parser.add_argument("--readme", default=str(ROOT / "docs" / "results" / "README.md"))
     parser.add_argument("--child", type=float, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child is not None:
-        print(json.dumps(child(args.child, args.model, args.speaker, args.threads)))
+        print(json.dumps(child(args.child, args.model, args.speaker, args.threads, args.dtype)))
         return 0
 
     short = run_child(args.short_seconds, args)
@@ -176,12 +186,13 @@ def main(argv: list[str] | None = None) -> int:
         "finetune_steps_per_s": short["finetune_steps_per_s"],
         "achieved_gflops": short["gflop_per_frame"] / max(stages["renderer"] / 1000.0, 1e-9),
         "short_seconds": args.short_seconds, "long_seconds": args.long_seconds,
-        "machine": f"{os.cpu_count()} CPU cores, torch threads {args.threads}",
+        "machine": f"{os.cpu_count()} CPU cores, torch threads {args.threads}", "dtype": args.dtype,
     }
     from memface_hub.arrays_io import write_text_atomic
     from memface_hub.evaluation.report import provenance, write_markdown_section
 
-    result = {**provenance({"model": args.model or "bundled", "speaker": args.speaker, "threads": args.threads}),
+    result = {**provenance({"model": args.model or "bundled", "speaker": args.speaker, "threads": args.threads,
+                            "dtype": args.dtype}),
               **result}
 
     write_text_atomic(Path(args.out), json.dumps(result, indent=1))

@@ -3,6 +3,9 @@
     python scripts/build_demo_assets.py                       # every stage, reusing finished ones
     python scripts/build_demo_assets.py --a2e-from RUN/best --renderer-from RUN/best   # reuse trained models
     python scripts/build_demo_assets.py --renderer-from runs/renderer_real/best --renderer-corpus ../data/corpus
+    python scripts/build_demo_assets.py --a2e-from memface_hub/assets/demo_pipeline/a2e \
+        --renderer-from runs/renderer_256w/best --renderer-corpus ../data/corpus \
+        --speaker-clips ../data/corpus/synthetic/astronaut/clips/*.mp4    # the bundled crop-256 assets
 
 ``--renderer-corpus`` names the multi-person corpus (``memface build-corpus``) the renderer was trained
 on: the card then lists its training people and the source lines of the shared data's PROVENANCE.md.
@@ -62,6 +65,9 @@ def parse_args(argv):
     parser.add_argument("--renderer-steps", type=int, default=1000)
     parser.add_argument("--speaker-seconds", type=float, default=15.0)
     parser.add_argument("--speaker-voice", default="en-us", help="voice of the clips the demo speaker is made of")
+    parser.add_argument("--speaker-clips", nargs="+", default=None,
+                        help="videos of the astronaut to build the demo speaker from instead of the demo corpus's "
+                             "(e.g. build-corpus's ../data/corpus/synthetic/astronaut/clips/*.mp4)")
     return parser.parse_args(argv)
 
 
@@ -152,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     keep_speaker = args.keep_speaker and DEMO_SPEAKER.is_dir()
     # 1. corpus and shards (for models trained here and for the demo speaker)
     index = {"total_seconds": DEMO_CORPUS_SECONDS}
-    if not (keep_speaker and args.a2e_from and args.renderer_from):
+    if not ((keep_speaker or args.speaker_clips) and args.a2e_from and args.renderer_from):
         if not (corpus / "corpus.json").exists():
             build_demo_corpus(corpus, minutes=args.minutes, workers=2)
         index = json.loads((corpus / "corpus.json").read_text())
@@ -176,7 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     if keep_speaker and SpeakerMemory.from_pretrained(DEMO_SPEAKER).layout.size != renderer.crop_size:
         logger.warning("the bundled demo speaker has another crop size than the renderer: rebuilding it")
         keep_speaker = False
-    if not keep_speaker:
+    if args.speaker_clips:
+        build_demo_speaker(sorted(Path(clip) for clip in args.speaker_clips), args.speaker_seconds, renderer.crop_size)
+    elif not keep_speaker:
         picks = [corpus / clips[c]["video"] for c in index["splits"]["train"]
                  if clips[c]["voice"] == args.speaker_voice]
         build_demo_speaker(picks, args.speaker_seconds, renderer.crop_size)
