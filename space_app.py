@@ -13,8 +13,10 @@ Tabs (and their ``gradio_client`` endpoints, ``api_name``):
 * **Adapt** (``/adapt``): 15–60 s of video of one person, with the consent box ticked → a speaker
   memory (tracking, memory building, renderer fine-tuning, each shown as a progress stage), its
   contact sheet, and the speaker selectable in Generate for the rest of the session.
-* **Share** (``/push``): an adapted speaker → its own Hub repo, with the user's token (used for that
-  upload only, never stored or logged) and the license and consent written into its card.
+* **Share** (``/push``): an adapted speaker → its own (private by default) Hub repo, pushed with the
+  visitor's own account: "Sign in with Hugging Face" (OAuth, scopes ``write-repos`` + ``contribute-repos``
+  in ``SPACE_README.md``), never the Space's token; ``gradio_client`` callers grant theirs with
+  ``Client(..., oauth_token=...)``. The license and consent are written into its card.
 * **Inspect**: for the last generated clip, which memory entries each frame read (a heatmap, frames ×
   entries) and the top patch of sampled frames. ``/speakers`` lists the speakers this session can use.
 
@@ -24,7 +26,9 @@ Run it::
     python space_app.py --model ./my_pipeline --speaker ./my_speaker  # or Hub ids
     MEMFACE_SPACE_MODEL=user/pipeline MEMFACE_SPACE_SPEAKER=user/speaker python space_app.py
 
-Every flag has a ``MEMFACE_SPACE_*`` environment variable (``python space_app.py --help``).
+Every flag has a ``MEMFACE_SPACE_*`` environment variable (``python space_app.py --help``). Every video it
+makes carries the invisible watermark, and C2PA credentials when ``MEMFACE_C2PA_CERT`` / ``MEMFACE_C2PA_KEY``
+are set (Space secrets; see ``memface_hub.provenance``).
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ logger = logging.getLogger("memface_hub.space")
 
 DEFAULT_CHOICE = "demo"                  # the speaker chooser's value for the Space's default speaker
 ADAPTED_PREFIX = "adapted:"              # ... and for a speaker adapted in this session
+MOCKED_OAUTH_TOKEN = "mock-oauth-token-for-local-dev"   # what gradio's local OAuth mock hands out (gradio.oauth)
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}")
 REPO_NAME = re.compile(r"([A-Za-z0-9][\w.-]{0,95}/)?[A-Za-z0-9][\w.-]{0,95}")
 MAX_SESSION_SPEAKERS = 5
@@ -92,6 +97,7 @@ class SpaceConfig:
     concurrency: int = 1                  # generations at once (queue's default concurrency limit)
     queue_size: int = 64                  # waiting requests beyond this are told the queue is full
     base_model: str | None = None         # pipeline repo named in shared speakers' cards
+    login: bool | None = None             # "Sign in with Hugging Face" button; None: only when run as a Space
 
     def __post_init__(self):
         if not 0 < self.min_adapt_seconds <= self.max_adapt_seconds:
@@ -102,6 +108,11 @@ class SpaceConfig:
                              f"max_text_chars={self.max_text_chars}, entries={self.entries}")
         if self.concurrency < 1 or self.queue_size < 1:
             raise ValueError(f"concurrency and queue_size must be >= 1, got {self.concurrency}, {self.queue_size}")
+
+
+def truthy(text: str) -> bool:
+    """A flag's yes/no value: 1, true, yes, on (any case) are yes."""
+    return str(text).strip().lower() in ("1", "true", "yes", "on")
 
 
 FLAGS = [  # SpaceConfig fields settable from the command line / MEMFACE_SPACE_<NAME>: (name, type, help)
@@ -118,6 +129,9 @@ FLAGS = [  # SpaceConfig fields settable from the command line / MEMFACE_SPACE_<
     ("concurrency", int, "generations running at once"),
     ("queue_size", int, "most requests waiting in the queue"),
     ("base_model", str, "pipeline Hub repo named in shared speakers' cards (default: --model when a Hub id)"),
+    ("login", truthy,
+     "show 'Sign in with Hugging Face' (default: only in a Space; locally gradio signs you in as this machine's "
+     "`hf auth login` account, which needs the network)"),
 ]
 
 
@@ -151,6 +165,24 @@ def _readable(err: MemFaceInputError, label: str | None = None) -> gr.Error:
 
 def _refuse(message: str) -> gr.Error:
     return gr.Error(message, title="Input not usable", print_exception=False)
+
+
+def running_in_a_space() -> bool:
+    """On Hugging Face Spaces (``SPACE_ID`` is set), where "Sign in with Hugging Face" is real OAuth."""
+    return bool(os.environ.get("SPACE_ID"))
+
+
+def hub_token_of(oauth_token: gr.OAuthToken | None) -> str | None:
+    """The Hub token to push with: the signed-in visitor's OAuth token. Run locally with ``--login``, gradio
+    signs the user in as this machine's ``hf auth login`` account and hands over a placeholder token: that
+    account's own token is used then (never in a Space, where OAuth is real)."""
+    if oauth_token is None or not oauth_token.token:
+        return None
+    if oauth_token.token == MOCKED_OAUTH_TOKEN and not running_in_a_space():
+        from huggingface_hub import get_token
+
+        return get_token()
+    return oauth_token.token
 
 
 # -- pictures of the explicit memory's retrievals -------------------------------------------------
@@ -243,6 +275,7 @@ class MemFaceSpace:
         self.base_model = config.base_model or (config.model if config.model and HUB_ID.fullmatch(config.model)
                                                 and not Path(config.model).exists() else None)
         self._speakers = _SpeakerCache()
+        self.login = running_in_a_space() if config.login is None else bool(config.login)
         logger.info("MemFace Space: pipeline %s, default speaker %r (%d entries), work dir %s",
                     config.model or "bundled demo", self.default_speaker.meta.get("name"),
                     self.default_speaker.num_entries, self.work)
@@ -335,7 +368,8 @@ class MemFaceSpace:
                    "seconds": round(result.num_frames / result.fps, 2),
                    "generation_seconds": round(seconds, 2),
                    "memory_entries": speaker.num_entries,
-                   "distinct_entries_read": int(np.unique(result.retrievals[result.retrievals >= 0]).size)}
+                   "distinct_entries_read": int(np.unique(result.retrievals[result.retrievals >= 0]).size),
+                   "watermarked": result.watermarked, "c2pa_signed": result.content_credentials}
         return str(path), summary, str(heatmap), str(strip)
 
     @staticmethod
@@ -414,24 +448,31 @@ class MemFaceSpace:
         return name
 
     # -- share ------------------------------------------------------------------------------------
-    def push(self, speaker_choice: str | None, repo_id: str | None, token: str | None, license: str | None,
-             consent: str | None, source_description: str | None, private: bool, session: dict[str, str]) -> str:
-        """``/push``: an adapted speaker → its own Hub repo; returns its URL. The token is used for this
-        call only: never stored, logged, or put into an error message."""
+    def push(self, speaker_choice: str | None, repo_id: str | None, license: str | None, consent: str | None,
+             source_description: str | None, private: bool, session: dict[str, str],
+             oauth_token: gr.OAuthToken | None) -> str:
+        """``/push``: an adapted speaker → its own Hub repo, with the signed-in visitor's account; returns its
+        URL. ``oauth_token`` is injected by gradio (the "Sign in with Hugging Face" session, or a
+        ``gradio_client`` caller's ``Client(..., oauth_token=...)``): used for this call only, never stored,
+        logged, or put into an error message. The Space's own token is never used."""
         choice = (speaker_choice or "").strip()
         if not choice.startswith(ADAPTED_PREFIX):
             raise _refuse("speaker: choose a speaker adapted in this session (Adapt tab) to share")
         speaker = self.resolve_speaker(choice, session)
-        repo_id, token = (repo_id or "").strip(), (token or "").strip()
+        repo_id = (repo_id or "").strip()
         try:
             refuse_token_like(repo_id)      # a token pasted into the repo box: never echo or log it
         except MemFaceInputError as err:
             raise _readable(err) from None
         if not REPO_NAME.fullmatch(repo_id):
             raise _refuse(f"repo: {repo_id!r} is not a Hub repo name (name or user/name)")
+        token = hub_token_of(oauth_token)
         if not token:
-            raise _refuse("token: paste a Hugging Face token with write access (used for this upload only, "
-                          "never stored)")
+            raise _refuse("sign in: press 'Sign in with Hugging Face' (Share tab) first; the speaker is pushed to "
+                          "your own account, with your permission, for this upload only"
+                          if self.login else
+                          "sign in: pushing needs your Hugging Face account; sign-in is offered when this app runs "
+                          "as a Space (or with --login); API callers pass Client(..., oauth_token=...)")
         for field_name, value in (("license", license), ("consent", consent)):
             if not (value or "").strip():
                 raise _refuse(f"{field_name}: required; it is written into the speaker's card")
@@ -458,7 +499,9 @@ class MemFaceSpace:
                 "# MemFace talking faces\n"
                 "Speech + a short video of a person → a talking video of that person "
                 "([MemFace](https://arxiv.org/abs/2212.05005), implicit and explicit memories). Every video made "
-                "here is **synthetic** and labelled so in its metadata. Only adapt and share footage of people "
+                "here is **synthetic**: it carries an invisible watermark (`memface verify VIDEO` finds it, also after "
+                "re-encoding) and, where the Space has a signing key, signed C2PA content credentials. Only adapt and "
+                "share footage of people "
                 "who agreed to it.")
             with gr.Tab("Generate", id="generate"):
                 with gr.Row():
@@ -494,14 +537,21 @@ class MemFaceSpace:
                                          interactive=False, elem_id="memory-sheet", format="png")
                         adapt_summary = gr.JSON(label="adaptation", elem_id="adapt-summary")
             with gr.Tab("Share", id="share"):
-                gr.Markdown("Push an adapted speaker to the Hub as its own repo, with a card recording its "
-                            "license and consent. The token is used for this upload only and never stored.")
+                gr.Markdown("Push an adapted speaker to the Hub as its own repo (private unless you untick the box), "
+                            "with a card recording its license and consent, under **your** account: sign in with "
+                            "Hugging Face; your permission is used for this upload only and never stored."
+                            if self.login else
+                            "Push an adapted speaker to the Hub as its own repo, with a card recording its license "
+                            "and consent, under your account. Sign-in with Hugging Face is offered when this app "
+                            "runs as a Space (or with `--login`); from `gradio_client`, pass "
+                            "`Client(..., oauth_token=...)`.")
+                if self.login:
+                    gr.LoginButton(elem_id="share-login")
                 with gr.Row():
                     with gr.Column():
                         share_speaker = gr.Dropdown([], label="adapted speaker", elem_id="share-speaker",
                                                     allow_custom_value=True)
                         repo = gr.Textbox(label="Hub repo", placeholder="your-name/my-speaker", elem_id="share-repo")
-                        token = gr.Textbox(label="Hub token (write access)", type="password", elem_id="share-token")
                         private = gr.Checkbox(label="private repo", value=True)
                     with gr.Column():
                         license = gr.Dropdown(LICENSES, value="cc-by-nc-4.0", allow_custom_value=True, label="license")
@@ -530,7 +580,7 @@ class MemFaceSpace:
                                api_name="adapt", concurrency_limit=1, concurrency_id="adapt").success(
                 self.refresh_choosers, [session, adapt_summary], [speaker, share_speaker], api_visibility="private",
                 queue=False)
-            push_button.click(self.push, [share_speaker, repo, token, license, consent_text, source, private, session],
+            push_button.click(self.push, [share_speaker, repo, license, consent_text, source, private, session],
                               pushed, api_name="push", concurrency_limit=2, concurrency_id="push")
             gr.Button(visible=False).click(self.speakers, session, speakers_json, api_name="speakers",
                                            queue=False)

@@ -5,7 +5,7 @@ id, ``list_speakers``) must be exercised through the *real* ``huggingface_hub`` 
 client only speaks HTTP, so this server answers the endpoints it calls (read off huggingface_hub 2.4.0):
 
     GET  /api/whoami-v2                                     the user owning the bearer token
-    POST /api/repos/create                                  {name, organization, visibility, type}; 409 if taken
+    POST /api/repos/create                                  {name, organization, visibility, type, sdk, variables}; 409 if taken
     POST /api/validate-yaml                                 a README's YAML front matter must be a mapping
     POST /api/{type}s/{repo_id}/preupload/{revision}        every file "regular" (inline base64): no LFS, no Xet
     POST /api/{type}s/{repo_id}/commit/{revision}           NDJSON lines: header, file, deletedFile, deletedFolder
@@ -13,6 +13,7 @@ client only speaks HTTP, so this server answers the endpoints it calls (read off
     GET  /api/{type}s/{repo_id}/tree/{revision}[/{path}]    file and folder entries, recursive or not
     GET  /api/{type}s?author=..&filter=..&search=..         repo listing; every filter value must be a tag
     PUT  /api/{type}s/{repo_id}/settings                    {gated: "auto"|"manual"|false, private}: the owner only
+    POST /api/spaces/{repo_id}/variables                    {key, value, description}: a Space's variables
     HEAD|GET /[{type}s/]{repo_id}/resolve/{revision}/{path}  the bytes, with X-Repo-Commit, ETag, Content-Length
 
 Errors carry the Hub's ``X-Error-Code`` (RepoNotFound, RevisionNotFound, EntryNotFound), so the client raises
@@ -92,6 +93,8 @@ class Repo:
     private: bool
     commits: list[Commit] = field(default_factory=list)   # oldest first; "main" is the last
     gated: str | bool = False                             # "auto", "manual" or False (recorded, not enforced)
+    sdk: str | None = None                                # a Space's SDK ("gradio", ...)
+    variables: dict[str, dict] = field(default_factory=dict)   # a Space's variables: key → {value, description}
 
     def at(self, revision: str) -> Commit:
         if revision == "main":
@@ -113,6 +116,8 @@ class Repo:
         info = {"_id": git_oid(self.repo_id.encode()), "id": self.repo_id, "author": self.owner, "sha": commit.sha,
                 "private": self.private, "gated": self.gated, "disabled": False, "downloads": 0, "likes": 0,
                 "tags": tags, "library_name": library, "createdAt": self.commits[0].date, "lastModified": commit.date}
+        if self.repo_type == "space":
+            info["sdk"] = self.sdk
         if card_data:
             info["cardData"] = card
         if siblings:
@@ -186,6 +191,7 @@ class HubHandler(BaseHTTPRequestHandler):
                 ("GET", API_REPO + r"(?:/revision/(?P<rev>[^/]+))?", self.repo_info),
                 ("GET", r"/api/(?P<type>models|datasets|spaces)", self.list_repos),
                 ("PUT", API_REPO + r"/settings", self.settings),
+                ("POST", API_REPO + r"/variables", self.add_variable),
                 ("GET", r"/(?:(?P<type>datasets|spaces)/)?" + REPO + r"/resolve/(?P<rev>[^/]+)/(?P<path>.+)",
                  self.resolve)]
 
@@ -249,6 +255,7 @@ class HubHandler(BaseHTTPRequestHandler):
         if user is None:
             raise HubError(401, "Invalid credentials in Authorization header")
         return 200, {"type": "user", "id": git_oid(user.encode()), "name": user, "fullname": user, "orgs": [],
+                     "avatarUrl": f"/avatars/{user}.svg",
                      "auth": {"type": "access_token", "accessToken": {"displayName": "tests", "role": "write"}}}, {}
 
     def create_repo(self, groups, query, body):
@@ -262,9 +269,14 @@ class HubHandler(BaseHTTPRequestHandler):
         if (repo_type, repo_id) in self.hub.repos:
             repo = self.hub.repos[(repo_type, repo_id)]
             return 409, {"error": "You already created this repo", "url": self.hub.url(repo)}, {}
+        if repo_type == "space" and not request.get("sdk"):
+            raise HubError(400, "A Space needs an SDK (sdk: gradio, docker, static)")
         files = {".gitattributes": GITATTRIBUTES}
         repo = Repo(repo_type, repo_id, owner, request.get("visibility") == "private",
-                    [Commit(_commit_sha(None, files, "initial commit"), files, "initial commit", now())])
+                    [Commit(_commit_sha(None, files, "initial commit"), files, "initial commit", now())],
+                    sdk=request.get("sdk"),
+                    variables={item["key"]: {"value": item["value"], "description": item.get("description")}
+                               for item in request.get("variables") or []})
         self.hub.repos[(repo_type, repo_id)] = repo
         return 200, {"url": self.hub.url(repo), "name": repo_id, "id": git_oid(repo_id.encode())}, {}
 
@@ -277,6 +289,14 @@ class HubHandler(BaseHTTPRequestHandler):
         if "private" in request:
             repo.private = bool(request["private"])
         return 200, {}, {}
+
+    def add_variable(self, groups, query, body):
+        repo, request = self._repo(groups, write=True), json.loads(body)
+        if repo.repo_type != "space":
+            raise HubError(400, "only Spaces have variables")
+        repo.variables[request["key"]] = {"value": request["value"], "description": request.get("description"),
+                                          "updatedAt": now()}
+        return 200, repo.variables, {}
 
     def validate_yaml(self, groups, query, body):
         try:

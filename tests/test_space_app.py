@@ -1,6 +1,6 @@
 """The Space, launched on 127.0.0.1 with a tiny pipeline and speaker, driven through the real gradio_client:
 adapt → generate, the session's speakers, bad input answered with readable errors while the app keeps
-serving, and sharing an adapted speaker on the (test) Hub with the user's token."""
+serving, and sharing an adapted speaker on the (test) Hub with the user's own account (OAuth token)."""
 
 from __future__ import annotations
 
@@ -184,7 +184,9 @@ def test_bad_input_is_a_readable_error_and_the_app_keeps_serving(app_url, assets
     assert video_path(video).is_file() and generation["frames"] > 10
 
 
-def test_share_on_the_hub_with_the_users_token_then_generate_from_the_hub_id(adapted, hub_env, caplog):
+def test_share_on_the_hub_with_the_users_account_then_generate_from_the_hub_id(adapted, hub_env, caplog):
+    """The push runs with the visitor's own token: gradio injects it as a gr.OAuthToken, from the "Sign in with
+    Hugging Face" session in the page or, for gradio_client, from Client(..., oauth_token=...)."""
     from gradio_client.exceptions import AppError
     from huggingface_hub import ModelCard
 
@@ -192,8 +194,12 @@ def test_share_on_the_hub_with_the_users_token_then_generate_from_the_hub_id(ada
     client, _, _ = adapted
     repo_id = hub_env.repo_id("alice")
     consent = "Alice agreed in writing to this synthetic demo."
-    url = client.predict("adapted:alice", repo_id, hub_env.token, "cc-by-nc-4.0", consent, "a synthetic test person",
-                         False, api_name="/push")
+    client.oauth_token = None                   # not signed in: a readable error, the server's HF_TOKEN is not used
+    with pytest.raises(AppError, match="sign in: pushing needs your Hugging Face account"):
+        client.predict("adapted:alice", repo_id, "cc-by-nc-4.0", consent, "", False, api_name="/push")
+    client.oauth_token = hub_env.token
+    url = client.predict("adapted:alice", repo_id, "cc-by-nc-4.0", consent, "a synthetic test person", False,
+                         api_name="/push")
     assert url == f"{hub_env.endpoint}/{repo_id}"
     card = ModelCard.load(repo_id, token=hub_env.token)
     assert card.data.license == "cc-by-nc-4.0" and card.data.consent == consent
@@ -202,25 +208,47 @@ def test_share_on_the_hub_with_the_users_token_then_generate_from_the_hub_id(ada
 
     # any Hub speaker id typed into the chooser works, a wrong one is a readable error
     video, generation, _, _ = client.predict(repo_id, None, "Hello.", api_name="/generate")
-    assert video_path(video).is_file() and generation["speaker"] == "alice"
+    assert video_path(video).is_file() and generation["speaker"] == "alice" and generation["watermarked"]
     with pytest.raises(AppError, match=rf"{hub_env.user}/no-such-speaker: no such speaker memory on the Hub"):
         client.predict(f"{hub_env.user}/no-such-speaker", None, "Hello.", api_name="/generate")
 
-    # a push needs the user's own token (the server's HF_TOKEN is never used), and a bad one is not echoed
-    with pytest.raises(AppError, match="token: paste a Hugging Face token"):
-        client.predict("adapted:alice", repo_id, "", "cc-by-nc-4.0", consent, "", False, api_name="/push")
     with pytest.raises(AppError, match="consent: required"):
-        client.predict("adapted:alice", repo_id, hub_env.token, "cc-by-nc-4.0", " ", "", False, api_name="/push")
+        client.predict("adapted:alice", repo_id, "cc-by-nc-4.0", " ", "", False, api_name="/push")
     bad_token = "hf_not_a_real_token_1234567890"
+    client.oauth_token = bad_token
     with pytest.raises(AppError) as refused:
-        client.predict("adapted:alice", hub_env.repo_id("bob"), bad_token, "mit", consent, "", False, api_name="/push")
+        client.predict("adapted:alice", hub_env.repo_id("bob"), "mit", consent, "", False, api_name="/push")
     assert "the Hub refused" in str(refused.value) and bad_token not in str(refused.value)
     # a token pasted into the repo box is refused without being echoed or logged
+    client.oauth_token = hub_env.token
     with pytest.raises(AppError, match="looks like an access token") as pasted:
-        client.predict("adapted:alice", f"{hub_env.user}/{bad_token}", hub_env.token, "mit", consent, "", False,
-                       api_name="/push")
+        client.predict("adapted:alice", f"{hub_env.user}/{bad_token}", "mit", consent, "", False, api_name="/push")
     assert bad_token not in str(pasted.value)
     assert hub_env.token not in caplog.text and bad_token not in caplog.text
+    client.oauth_token = None
+
+
+def test_sign_in_with_hugging_face(assets, hub_env, tmp_path, monkeypatch):
+    """The LoginButton is shown in a Space (SPACE_ID set) or with --login; gradio's local mock signs the user in
+    as this machine's account and hands over a placeholder, which stands for that account's own token there
+    only — in a Space the OAuth token is used as given."""
+    import gradio as gr
+    import space_app
+
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    local = space_app.MemFaceSpace(tiny_config(assets, tmp_path / "local"))
+    logged = space_app.MemFaceSpace(tiny_config(assets, tmp_path / "login", login=True))
+    assert not local.login and logged.login
+    assert not any(isinstance(block, gr.LoginButton) for block in local.blocks().blocks.values())
+    assert any(isinstance(block, gr.LoginButton) for block in logged.blocks().blocks.values())
+
+    mocked = gr.OAuthToken(token=space_app.MOCKED_OAUTH_TOKEN, scope="openid profile", expires_at=0)
+    assert space_app.hub_token_of(None) is None
+    assert space_app.hub_token_of(mocked) == hub_env.token                    # this machine's login (HF_TOKEN)
+    assert space_app.hub_token_of(gr.OAuthToken(token="hf_oauth_abc", scope="", expires_at=0)) == "hf_oauth_abc"
+    monkeypatch.setenv("SPACE_ID", "someone/memface")
+    assert space_app.hub_token_of(mocked) == space_app.MOCKED_OAUTH_TOKEN     # in a Space: never the server's
+    assert space_app.MemFaceSpace(tiny_config(assets, tmp_path / "space")).login
 
 
 def test_flags_and_environment_configure_the_space(monkeypatch):
