@@ -5,7 +5,7 @@ id, ``list_speakers``) must be exercised through the *real* ``huggingface_hub`` 
 client only speaks HTTP, so this server answers the endpoints it calls (read off huggingface_hub 2.4.0):
 
     GET  /api/whoami-v2                                     the user owning the bearer token
-    POST /api/repos/create                                  {name, organization, visibility, type, sdk, variables}; 409 if taken
+    POST /api/repos/create                                  {name, organization, visibility, type, sdk, variables}; 409
     POST /api/validate-yaml                                 a README's YAML front matter must be a mapping
     POST /api/{type}s/{repo_id}/preupload/{revision}        every file "regular" (inline base64): no LFS, no Xet
     POST /api/{type}s/{repo_id}/commit/{revision}           NDJSON lines: header, file, deletedFile, deletedFolder

@@ -233,6 +233,7 @@ def test_sign_in_with_hugging_face(assets, hub_env, tmp_path, monkeypatch):
     as this machine's account and hands over a placeholder, which stands for that account's own token there
     only — in a Space the OAuth token is used as given."""
     import gradio as gr
+
     import space_app
 
     monkeypatch.delenv("SPACE_ID", raising=False)
