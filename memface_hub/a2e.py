@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .audio import check_artifact_frontend
 from .face.landmarks import MOUTH_VERTICES
 from .hub import StrictHubMixin
 from .memory import ImplicitMemory, KeyValueMemoryRead
@@ -59,7 +60,7 @@ class MemFaceAudioToExpression(nn.Module, StrictHubMixin, library_name="memface_
         "ff_dim": ((int,), 8, 8192), "dropout": ((int, float), 0.0, 0.9), "memory": ((str,), None, None),
         "memory_slots": ((int,), 2, 65536), "memory_dim": ((int,), 1, 1024),
         "memory_top_k": ((int, type(None)), 1, 65536), "num_mouth_vertices": ((int,), 1, 478),
-        "frontend": ((dict, type(None)), None, None), "context_frames": ((int,), 2, 4096)}
+        "frontend": check_artifact_frontend, "context_frames": ((int,), 2, 4096)}
 
     def __init__(self, feature_dim: int = 320, exp_dim: int = 16, d_model: int = 128, num_heads: int = 4,
                  num_encoder_layers: int = 2, num_decoder_layers: int = 2, ff_dim: int = 256,

@@ -14,6 +14,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from .errors import MemFaceInputError
+from .staging import owner_tag, remove_stale
 
 MAX_ARRAY_FILE_BYTES = 4 << 30
 
@@ -90,7 +91,8 @@ def atomic_folder(directory: str | os.PathLike) -> Iterator[Path]:
     Files end up world-readable (0644, folders 0755)."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    remove_stale(directory.parent, (f".{directory.name}.old-", f".{directory.name}."))   # left by killed runs
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.{owner_tag()}", dir=directory.parent))
     try:
         yield staging
         for path in staging.rglob("*"):
@@ -98,7 +100,7 @@ def atomic_folder(directory: str | os.PathLike) -> Iterator[Path]:
         staging.chmod(0o755)
         previous = None
         if directory.exists():                  # move the old folder aside first: never a moment without one
-            previous = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old-", dir=directory.parent))
+            previous = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old-{owner_tag()}", dir=directory.parent))
             os.replace(directory, previous / directory.name)
         os.replace(staging, directory)
         if previous is not None:

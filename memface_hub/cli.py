@@ -563,10 +563,20 @@ def _terminate(signum, frame) -> None:
     raise SystemExit(128 + signum)
 
 
+def _redeliver_swallowed_exit(unraisable) -> None:
+    """``sys.unraisablehook``: a SIGTERM that landed inside a finalizer (a generator or temporary folder being
+    collected) raised its SystemExit where Python ignores exceptions; deliver the signal again."""
+    if isinstance(unraisable.exc_value, SystemExit) and unraisable.exc_value.code == 128 + signal.SIGTERM:
+        signal.raise_signal(signal.SIGTERM)
+        return
+    sys.__unraisablehook__(unraisable)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
+        sys.unraisablehook = _redeliver_swallowed_exit
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("accelerate", "httpx", "urllib3"):

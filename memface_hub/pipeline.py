@@ -36,7 +36,8 @@ import torch
 from . import __version__
 from .a2e import MemFaceAudioToExpression
 from .arrays_io import atomic_folder
-from .audio import build_frontend
+from .artifact_json import check_config, read_json_file
+from .audio import build_frontend, check_artifact_frontend
 from .audio.base import SILENCE_PEAK, AudioFrontEnd
 from .errors import MemFaceInputError
 from .face.crop import paste_back, warp_to_crop
@@ -50,6 +51,7 @@ from .provenance import SigningKey, Watermarker
 from .provenance.credentials import sign_generated_video
 from .renderer import MemFaceRenderer, apply_renderer_delta
 from .speaker import DELTA_FILE, SpeakerMemory
+from .staging import temporary_directory
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +62,12 @@ DEMO_PIPELINE = ASSETS / "demo_pipeline"
 DEMO_SPEAKER = ASSETS / "demo_speaker"
 DEFAULT_MAX_AUDIO_SECONDS = 900.0
 TRIM_EVERY_CHUNKS = 16
+MAX_TEMPLATE_CACHE_BYTES = 1 << 30   # decoded template frames kept on temporary disk per generation (1 GiB)
 LIVE_LOOKAHEAD_FRAMES = 4       # frames of audio past a frame before it is made (160 ms at 25 fps)
+PIPELINE_INDEX_FIELDS = {     # what model_index.json may hold (docs/DESIGN.md §6)
+    "_class_name": ((str,), None, None), "_memface_version": ((str,), None, None),
+    "format_version": ((int,), 1, 1000), "a2e": ((list,), None, None), "renderer": ((list,), None, None),
+    "frontend": check_artifact_frontend, "crop_size": ((int,), 32, 1024)}
 PIPELINE_FILES = [PIPELINE_INDEX, "README.md", "a2e/config.json", "a2e/model.safetensors",
                   "renderer/config.json", "renderer/model.safetensors"]
 
@@ -82,11 +89,12 @@ class GenerationOutput:
 
 
 def load_speaker(name_or_path: str | os.PathLike | SpeakerMemory, **hub_kwargs) -> SpeakerMemory:
-    """``"demo"`` (the bundled demo speaker), a speaker-memory folder, or a Hub repo id."""
+    """``"demo"`` (the bundled demo speaker), a speaker-memory folder, or a Hub repo id; keywords go to
+    :meth:`SpeakerMemory.from_pretrained` (``revision``, ``token``, ``max_short_side`` …)."""
     if isinstance(name_or_path, SpeakerMemory):
         return name_or_path
     if str(name_or_path) == "demo":
-        return SpeakerMemory.from_pretrained(DEMO_SPEAKER)
+        return SpeakerMemory.from_pretrained(DEMO_SPEAKER, **hub_kwargs)
     return SpeakerMemory.from_pretrained(name_or_path, **hub_kwargs)
 
 
@@ -135,17 +143,23 @@ class TemplateFrames:
 
     Frames are decoded in order the first time an index at or past them is asked for, so a short
     generation from a long or large template reads only its first frames (the temporary file is sparse:
-    only decoded frames take disk), and RAM stays flat for any length.
+    only decoded frames take disk), and RAM stays flat for any length. At most ``max_bytes`` of frames
+    are kept (:data:`MAX_TEMPLATE_CACHE_BYTES`): a template longer than that is used as far as it fits
+    (its first frames, back and forth), so temporary disk is bounded for any audio length.
     """
 
-    def __init__(self, speaker: SpeakerMemory):
-        self._tmp = tempfile.TemporaryDirectory(prefix="memface-template-")
+    def __init__(self, speaker: SpeakerMemory, max_bytes: int = MAX_TEMPLATE_CACHE_BYTES):
+        self._tmp = temporary_directory("memface-template-")      # (also removes those of killed runs)
         self.source = speaker.template_path
-        self.count = len(speaker.poses)
-        self._decoder = iter_frames(speaker.template_path, fps=speaker.meta["fps"], max_frames=self.count)
+        self._decoder = iter_frames(speaker.template_path, fps=speaker.meta["fps"], max_frames=len(speaker.poses),
+                                    size=speaker.template_size)
         first = next(self._decoder, None)
         if first is None:
             raise MemFaceInputError(speaker.template_path, "template has no frames")
+        self.count = min(len(speaker.poses), max(1, int(max_bytes) // first.nbytes))
+        if self.count < len(speaker.poses):
+            logger.info("%s: using the template's first %d of %d frames (back and forth), %d MB of decoded frames",
+                        self.source, self.count, len(speaker.poses), self.count * first.nbytes >> 20)
         self.frames = np.lib.format.open_memmap(os.path.join(self._tmp.name, "frames.npy"), mode="w+",
                                                 dtype=np.uint8, shape=(self.count, *first.shape))  # (T, H, W, 3)
         self.frames[0] = first
@@ -212,11 +226,9 @@ class MemFacePipeline:
         index_path = directory / PIPELINE_INDEX
         if not index_path.is_file():
             raise MemFaceInputError(directory, f"not a memface pipeline (no {PIPELINE_INDEX})")
-        try:
-            index = json.loads(index_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise MemFaceInputError(index_path, f"not valid JSON ({err})") from None
-        if not isinstance(index, dict) or index.get("_class_name") != cls.__name__:
+        index = read_json_file(index_path)                       # size, syntax, object and depth checked
+        check_config(index, PIPELINE_INDEX_FIELDS, index_path)   # types, ranges, allowed front ends
+        if index.get("_class_name") != cls.__name__:
             raise MemFaceInputError(index_path, f"not a {cls.__name__} index")
         if index.get("format_version") != PIPELINE_FORMAT_VERSION:
             raise MemFaceInputError(index_path, f"pipeline format version {index.get('format_version')!r} is not "

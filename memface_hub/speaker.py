@@ -34,12 +34,13 @@ import cv2
 import numpy as np
 
 from .arrays_io import atomic_folder, check_arrays, load_arrays, save_arrays, write_text_atomic
+from .artifact_json import read_json_file
 from .errors import MemFaceInputError
 from .face.crop import CropLayout
 from .face.landmarks import MOUTH_VERTICES
 from .hub import hub_file_list, refuse_token_like
 from .io.shards import ClipShard, load_shard
-from .io.video import VideoWriter, iter_frames
+from .io.video import MAX_SHORT_SIDE, VideoWriter, bounded_size, iter_frames, probe
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +121,7 @@ class SpeakerMemory:
     meta: dict = field(default_factory=dict)
     template_path: Path | None = None
     face: np.ndarray | None = None   # (T,) bool: the template frame shows the face (None: every frame does)
+    template_size: tuple[int, int] | None = None   # (width, height) to decode template_path at (None: as it is)
 
     @property
     def num_entries(self) -> int:
@@ -163,7 +165,8 @@ class SpeakerMemory:
         }
         memory = cls(shard.mouth_vertices[indices].astype(np.float32), np.stack([patches[i] for i in indices]),
                      shard.neutral_mouth.astype(np.float32), indices, shard.poses.as_array(),
-                     shard.crop_affines.astype(np.float32), meta, template_path=source, face=shard.valid.copy())
+                     shard.crop_affines.astype(np.float32), meta, template_path=source, face=shard.valid.copy(),
+                     template_size=tuple(shard.meta["frame_size"]) if shard.meta.get("frame_size") else None)
         logger.info("speaker memory %r: %d entries from %d frames", meta["name"], len(indices), shard.num_frames)
         return memory
 
@@ -183,38 +186,37 @@ class SpeakerMemory:
                 tracks["face"] = self.face.astype(np.uint8)
             save_arrays(staging / TRACKS_FILE, tracks)
             template = Path(self.template_path)
-            if template.name == TEMPLATE_FILE:
+            if template.name == TEMPLATE_FILE and self.template_size is None:
                 shutil.copyfile(template, staging / TEMPLATE_FILE)
-            else:
+            else:                                  # from the source video, or scaled down to the bound
                 with VideoWriter(staging / TEMPLATE_FILE, fps=self.meta["fps"]) as writer:
-                    for index, frame in enumerate(iter_frames(template, fps=self.meta["fps"])):
-                        if index >= len(self.poses):
-                            break
+                    for index, frame in enumerate(iter_frames(template, fps=self.meta["fps"],
+                                                              max_frames=len(self.poses), size=self.template_size)):
                         writer.write(_even(frame))
             (staging / SPEAKER_FILE).write_text(json.dumps(self.meta, indent=1))
-        self.template_path = directory / TEMPLATE_FILE
+        self.template_path, self.template_size = directory / TEMPLATE_FILE, None
         return directory
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, *, revision: str | None = None,
                         token: str | bool | None = None, cache_dir: str | os.PathLike | None = None,
-                        repo_type: str = "model") -> SpeakerMemory:
+                        repo_type: str = "model", max_short_side: int | None = MAX_SHORT_SIDE) -> SpeakerMemory:
         """Load and validate a speaker-memory folder, or a Hub repo id (``"user/speaker"``).
 
         A path that exists is a folder; anything else is a repo on the Hub, downloaded into the Hub cache
         (``HF_HUB_OFFLINE=1``: read from the cache only). Anything malformed is a :class:`MemFaceInputError`.
+        A template larger than ``max_short_side`` (default 1080p, see :func:`~memface_hub.io.video.bounded_size`)
+        is read scaled down, its tracks scaled alike, so generation's memory and temporary disk stay bounded;
+        ``max_short_side=None`` reads it at its own size.
         """
         if not Path(name_or_path).exists():
             return cls._from_hub(str(name_or_path), revision=revision, token=token, cache_dir=cache_dir,
-                                 repo_type=repo_type)
+                                 repo_type=repo_type, max_short_side=max_short_side)
         directory = Path(name_or_path)
         if not (directory / SPEAKER_FILE).is_file():
             raise MemFaceInputError(directory, f"not a speaker memory (no {SPEAKER_FILE})")
-        try:
-            meta = json.loads((directory / SPEAKER_FILE).read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise MemFaceInputError(directory / SPEAKER_FILE, f"not valid JSON ({err})") from None
-        if not isinstance(meta, dict) or meta.get("format") != SPEAKER_FORMAT:
+        meta = read_json_file(directory / SPEAKER_FILE)          # size, syntax, object and depth checked
+        if meta.get("format") != SPEAKER_FORMAT:
             raise MemFaceInputError(directory, "not a memface speaker memory (wrong format field)")
         if meta.get("format_version") != SPEAKER_FORMAT_VERSION:
             raise MemFaceInputError(directory, f"speaker memory format version {meta.get('format_version')!r} is "
@@ -253,14 +255,26 @@ class SpeakerMemory:
         template = directory / TEMPLATE_FILE
         if not template.is_file():
             raise MemFaceInputError(directory, f"no {TEMPLATE_FILE}")
-        return cls(memory["keys"], memory["values"], memory["neutral"], memory["frame_indices"], tracks["poses"],
-                   tracks["crop_affines"], meta, template_path=template,
-                   face=tracks["face"].astype(bool) if "face" in tracks else None)
+        info = probe(template)
+        if not info.has_video or min(info.width, info.height) < 2:
+            raise MemFaceInputError(template, "no video stream with a known frame size")
+        size = bounded_size(info.width, info.height, max_short_side)
+        poses, affines = tracks["poses"], tracks["crop_affines"]
+        if size != (info.width, info.height):
+            logger.info("%s: %d×%d template read at %d×%d (max_short_side=%s)", template, info.width, info.height,
+                        *size, max_short_side)
+            poses, affines = scale_tracks(poses, affines, size[0] / info.width, size[1] / info.height)
+        else:
+            size = None
+        return cls(memory["keys"], memory["values"], memory["neutral"], memory["frame_indices"], poses,
+                   affines, meta, template_path=template,
+                   face=tracks["face"].astype(bool) if "face" in tracks else None, template_size=size)
 
     # -- the Hub ------------------------------------------------------------------------------
     @classmethod
     def _from_hub(cls, repo_id: str, *, revision: str | None, token: str | bool | None,
-                  cache_dir: str | os.PathLike | None, repo_type: str) -> SpeakerMemory:
+                  cache_dir: str | os.PathLike | None, repo_type: str,
+                  max_short_side: int | None = MAX_SHORT_SIDE) -> SpeakerMemory:
         """Check the repo's file list (online), download only the speaker files, load them as a folder."""
         from huggingface_hub import snapshot_download
         from huggingface_hub.errors import (
@@ -298,7 +312,7 @@ class SpeakerMemory:
                                     f"({str(err).strip().splitlines()[0]})") from None
         # 3. the folder loader's checks, with errors naming the repo rather than the cache path
         try:
-            return cls.from_pretrained(folder)
+            return cls.from_pretrained(folder, max_short_side=max_short_side)
         except MemFaceInputError as err:
             source = Path(err.source)
             inside = source.relative_to(folder).as_posix() if source.is_relative_to(folder) else err.source
@@ -412,6 +426,19 @@ def list_speakers(author: str | None = None, token: str | bool | None = None) ->
     models = HfApi(token=token).list_models(author=author, filter=SPEAKER_TAG, cardData=True)
     return [SpeakerListing(model.id, model.author, getattr(model.card_data, "license", None),
                            getattr(model.card_data, "base_model", None)) for model in models]
+
+
+def scale_tracks(poses: np.ndarray, crop_affines: np.ndarray, scale_x: float, scale_y: float
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Poses ``(T, 13)`` and crop transforms ``(T, 2, 3)`` for frames resized by ``(scale_x, scale_y)``:
+    canonical → frame gains the scale, frame → crop loses it, so crops and projected mouths are unchanged."""
+    poses = poses.astype(np.float32, copy=True)
+    poses[:, 0] *= scale_x                                    # similarity scale
+    poses[:, 10:13] *= np.array([scale_x, scale_y, scale_x], np.float32)   # translation x, y, z
+    crop_affines = crop_affines.astype(np.float32, copy=True)
+    crop_affines[:, :, 0] /= scale_x
+    crop_affines[:, :, 1] /= scale_y
+    return poses, crop_affines
 
 
 def _even(frame: np.ndarray) -> np.ndarray:

@@ -3,7 +3,9 @@ a tiny demo corpus built once per test session, and a Hub on 127.0.0.1 (``hub_se
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -77,6 +79,28 @@ def tiny_shards(tiny_corpus, tmp_path_factory):
     results = preprocess_clips([root / clip["video"] for clip in index["clips"]], out, progress=False)
     assert all(result.status == "done" for result in results), [r.error for r in results]
     return out
+
+
+SECRET_PATTERN = re.compile(r"\b(?:hf_|api_org_)[A-Za-z0-9]{30,}")   # what a Hugging Face access token looks like
+
+
+@pytest.fixture(autouse=True)
+def no_secrets_in_space_logs(request):
+    """Every Space test: no log line captured while it ran holds an access token (the test Hub's tokens, or
+    anything shaped like one), whatever the test itself checks."""
+    if not request.module.__name__.startswith("test_space"):
+        yield
+        return
+    caplog = request.getfixturevalue("caplog")
+    caplog.set_level(logging.INFO)
+    yield
+    known = set()
+    if "hub_server" in request.fixturenames:
+        server = request.getfixturevalue("hub_server")
+        known = {getattr(server, "token", None), getattr(server, "other_token", None)} - {None}
+    text = caplog.text
+    leaked = SECRET_PATTERN.findall(text) + [token for token in known if token in text]
+    assert not leaked, f"{len(leaked)} access token(s) in the captured log of {request.node.name}"
 
 
 # -- the Hub: tests/hub_server.py, a test double of the Hub's HTTP API (no internet here) -------------

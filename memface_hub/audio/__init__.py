@@ -20,13 +20,16 @@ front ends that need them, when they first need them.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from ..errors import MemFaceInputError
+from ..artifact_json import check_config
 from .base import AudioFrontEnd, cache_key, cached_features, validate_waveform
 from .deepspeech import DeepSpeechFrontEnd
 from .mel import MelFrontEnd
 from .phonemes import PHONES, PhonemeFrontEnd
-from .wav2vec2 import Wav2Vec2FrontEnd
+from .wav2vec2 import SPEECH_MODEL_REVISIONS, Wav2Vec2FrontEnd
 
 FRONTENDS: dict[str, type[AudioFrontEnd]] = {
     MelFrontEnd.name: MelFrontEnd,
@@ -34,6 +37,49 @@ FRONTENDS: dict[str, type[AudioFrontEnd]] = {
     Wav2Vec2FrontEnd.name: Wav2Vec2FrontEnd,
     DeepSpeechFrontEnd.name: DeepSpeechFrontEnd,
 }
+
+
+_DEVICE = re.compile(r"(cpu|cuda(:\d{1,2})?|mps)")
+
+
+def _check_device(value, source, field: str) -> None:
+    if not isinstance(value, str) or not _DEVICE.fullmatch(value):
+        raise MemFaceInputError(source, f"field {field!r} must be cpu, cuda, cuda:N or mps, got {value!r:.40}")
+
+
+def _check_speech_model(value, source, field: str) -> None:
+    if value not in SPEECH_MODEL_REVISIONS:
+        raise MemFaceInputError(source, f"field {field!r} must name an allowed checkpoint "
+                                f"({', '.join(sorted(SPEECH_MODEL_REVISIONS))}), got {value!r:.80}")
+
+
+_BOOL = ((bool,), None, None)
+# What a front-end config read from an artifact (an a2e config.json, a model_index.json) may hold: the
+# front ends this package allows, each field's types and range, speech checkpoints from an allowlist only
+# (loaded at their pinned revision, from safetensors). A front end built in Python is not limited.
+ARTIFACT_FRONTEND_FIELDS: dict[str, dict] = {
+    "mel": {"n_mels": ((int,), 1, 512), "resample": _BOOL},
+    "phonemes": {"resample": _BOOL, "smoothing_frames": ((int, float), 0, 25)},
+    "wav2vec2": {"model_name_or_path": _check_speech_model, "layer": ((int,), -64, 64), "device": _check_device,
+                 "resample": _BOOL},
+    "deepspeech": {"model_name_or_path": _check_speech_model, "window": ((int,), 1, 64), "device": _check_device,
+                   "resample": _BOOL},
+}
+
+
+def check_artifact_frontend(config, source, field: str = "frontend") -> None:
+    """Refuse a front-end config from an artifact that names a front end, a checkpoint or a value this
+    package does not allow, naming the file and the field (``frontend.model_name_or_path`` …)."""
+    if config is None:
+        return
+    if not isinstance(config, dict):
+        raise MemFaceInputError(source, f"field {field!r} must be an object, got {type(config).__name__}")
+    name = config.get("name")
+    if name not in ARTIFACT_FRONTEND_FIELDS:
+        raise MemFaceInputError(source, f"field '{field}.name' must be one of "
+                                f"{', '.join(sorted(ARTIFACT_FRONTEND_FIELDS))}, got {name!r:.40}")
+    fields = {key: value for key, value in config.items() if key != "name"}
+    check_config(fields, ARTIFACT_FRONTEND_FIELDS[name], source, prefix=f"{field}.")
 
 
 def build_frontend(name_or_config: str | dict[str, Any], **kwargs: Any) -> AudioFrontEnd:
@@ -53,6 +99,6 @@ def build_frontend(name_or_config: str | dict[str, Any], **kwargs: Any) -> Audio
 
 
 __all__ = [
-    "FRONTENDS", "PHONES", "AudioFrontEnd", "DeepSpeechFrontEnd", "MelFrontEnd", "PhonemeFrontEnd",
+    "ARTIFACT_FRONTEND_FIELDS", "FRONTENDS", "PHONES", "check_artifact_frontend", "AudioFrontEnd", "DeepSpeechFrontEnd", "MelFrontEnd", "PhonemeFrontEnd",
     "Wav2Vec2FrontEnd", "build_frontend", "cache_key", "cached_features", "validate_waveform",
 ]

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .base import AudioFrontEnd
-from .wav2vec2 import SpeechEncoder
+from .wav2vec2 import WAV2VEC2_MODEL, SpeechEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ class DeepSpeechFrontEnd(AudioFrontEnd):
 
     name = "deepspeech"
 
-    def __init__(self, model_name_or_path: str = "facebook/wav2vec2-base-960h", window: int = 16,
+    def __init__(self, model_name_or_path: str = WAV2VEC2_MODEL, window: int = 16,
                  device: str = "cpu", resample: bool = False):
         super().__init__(resample=resample)
         if isinstance(window, bool) or not isinstance(window, int) or window < 1:

@@ -23,6 +23,11 @@ from .base import AudioFrontEnd, frames_per_video_frame
 logger = logging.getLogger(__name__)
 
 STEPS_PER_VIDEO_FRAME = 2  # 50 Hz encoder steps / 25 fps
+WAV2VEC2_MODEL = "facebook/wav2vec2-base-960h"
+WAV2VEC2_REVISION = "22aad52d435eb6dbaf354bdad9b0da84ce7d6156"   # the pinned commit of WAV2VEC2_MODEL
+# Hub checkpoints (and their pinned revisions) a front-end config read from an artifact may name; a front
+# end built in Python may use any checkpoint (a local folder too), always loaded from safetensors only.
+SPEECH_MODEL_REVISIONS = {WAV2VEC2_MODEL: WAV2VEC2_REVISION}
 
 
 def load_speech_config(model_name_or_path: str):
@@ -30,7 +35,7 @@ def load_speech_config(model_name_or_path: str):
     from transformers import AutoConfig
 
     try:
-        return AutoConfig.from_pretrained(model_name_or_path)
+        return AutoConfig.from_pretrained(model_name_or_path, revision=SPEECH_MODEL_REVISIONS.get(model_name_or_path))
     except (OSError, ValueError) as err:
         raise MemFaceInputError(
             f"model_name_or_path={model_name_or_path!r}",
@@ -75,11 +80,18 @@ class SpeechEncoder:
                 import torch
                 from transformers import AutoFeatureExtractor, AutoModel, AutoModelForCTC
 
-                logger.info("loading %s", self.model_name_or_path)
-                self._feature_extractor = AutoFeatureExtractor.from_pretrained(self.model_name_or_path)
+                revision = SPEECH_MODEL_REVISIONS.get(self.model_name_or_path)     # None: a local folder
+                logger.info("loading %s (revision %s)", self.model_name_or_path, revision or "as found")
                 architectures = self.config.architectures or []
                 ctc = self.head == "ctc" or any(name.endswith("ForCTC") for name in architectures)
-                model = (AutoModelForCTC if ctc else AutoModel).from_pretrained(self.model_name_or_path)
+                try:
+                    self._feature_extractor = AutoFeatureExtractor.from_pretrained(self.model_name_or_path,
+                                                                                   revision=revision)
+                    model = (AutoModelForCTC if ctc else AutoModel).from_pretrained(
+                        self.model_name_or_path, revision=revision, use_safetensors=True)   # never a pickle
+                except (OSError, ValueError) as err:
+                    raise MemFaceInputError(f"model_name_or_path={self.model_name_or_path!r}",
+                                            f"cannot load safetensors weights ({err})") from None
                 model.requires_grad_(False)
                 self._model = model.eval().to(torch.device(self.device))
         return self._feature_extractor, self._model
@@ -100,7 +112,7 @@ class Wav2Vec2FrontEnd(AudioFrontEnd):
 
     name = "wav2vec2"
 
-    def __init__(self, model_name_or_path: str = "facebook/wav2vec2-base-960h", layer: int = -1,
+    def __init__(self, model_name_or_path: str = WAV2VEC2_MODEL, layer: int = -1,
                  device: str = "cpu", resample: bool = False):
         super().__init__(resample=resample)
         if isinstance(layer, bool) or not isinstance(layer, int):

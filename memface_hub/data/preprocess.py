@@ -40,7 +40,7 @@ from ..io.shards import (
     is_complete_shard,
     validate_track_arrays,
 )
-from ..io.video import DEFAULT_FPS, VideoWriter, iter_frames, probe
+from ..io.video import DEFAULT_FPS, VideoWriter, bounded_size, iter_frames, probe
 from ..parallel import limit_worker_threads
 
 logger = logging.getLogger(__name__)
@@ -95,8 +95,12 @@ def file_digest(path: str | os.PathLike, limit: int = 1 << 24) -> str:
 def preprocess_clip(video: str | os.PathLike, out_dir: str | os.PathLike, clip_id: str | None = None,
                     tracker: FaceTracker | None = None, layout: CropLayout | None = None,
                     fps: float = DEFAULT_FPS, require_audio: bool = True, max_seconds: float | None = None,
-                    progress: bool = False) -> ClipResult:
+                    progress: bool = False, max_short_side: int | None = None) -> ClipResult:
     """Preprocess one video into ``out_dir/<clip_id>/``. Skips a finished shard.
+
+    ``max_short_side`` bounds the frames (e.g. 1080: a 4K video is tracked and cropped at 1920×1080, see
+    :func:`~memface_hub.io.video.bounded_size`); every coordinate in the shard is then in the scaled frames,
+    whose size is recorded as ``frame_size`` in its metadata (``None``: the video's own size).
 
     Raises :class:`MemFaceInputError` for bad input (missing/unreadable file, no video, no
     audio when ``require_audio``, no face, zero length); nothing is left behind then.
@@ -118,10 +122,11 @@ def preprocess_clip(video: str | os.PathLike, out_dir: str | os.PathLike, clip_i
         raise MemFaceInputError(video, "no audio stream (pass require_audio=False / --allow-silent for silent clips)")
     if max_seconds is not None and info.duration > max_seconds:
         raise MemFaceInputError(video, f"clip is {info.duration:.1f} s long, the limit is {max_seconds:g} s")
+    size = bounded_frame_size(video, fps, max_short_side)
     tracker = tracker or FaceTracker()
 
     # 1. track every frame
-    track = tracker.track(iter_frames(video, fps=fps), fps=fps, progress=progress,
+    track = tracker.track(iter_frames(video, fps=fps, size=size), fps=fps, progress=progress,
                           total=int(info.duration * fps) or None)
     if not track.detected.any():
         raise MemFaceInputError(video, "no face found in any frame")
@@ -150,7 +155,7 @@ def preprocess_clip(video: str | os.PathLike, out_dir: str | os.PathLike, clip_i
     try:
         # 3. aligned crops (second decoding pass)
         with VideoWriter(partial / CROPS_FILE, fps=fps, crf=12) as writer:
-            for index, frame in enumerate(iter_frames(video, fps=fps)):
+            for index, frame in enumerate(iter_frames(video, fps=fps, size=size)):
                 if index >= track.num_frames:
                     break
                 writer.write(warp_to_crop(frame, affines[index], layout.size))
@@ -166,6 +171,7 @@ def preprocess_clip(video: str | os.PathLike, out_dir: str | os.PathLike, clip_i
             "format": SHARD_FORMAT, "format_version": SHARD_VERSION, "memface_version": __version__,
             "clip_id": clip_id, "source": str(video), "source_sha256": file_digest(video),
             "source_size": [info.width, info.height], "source_fps": info.fps,
+            "frame_size": list(size) if size else None,
             "fps": fps, "num_frames": track.num_frames,
             "frames_tracked": int(track.detected.sum()), "frames_valid": int(track.valid.sum()),
             "sample_rate": AUDIO_SAMPLE_RATE if info.has_audio else None, "audio_samples": audio_samples,
@@ -180,6 +186,23 @@ def preprocess_clip(video: str | os.PathLike, out_dir: str | os.PathLike, clip_i
             shutil.rmtree(partial, ignore_errors=True)
     return ClipResult(str(video), clip_id, "done", track.num_frames, int(track.detected.sum()),
                       int(track.valid.sum()), time.perf_counter() - started)
+
+
+def bounded_frame_size(video: str | os.PathLike, fps: float, max_short_side: int | None) -> tuple[int, int] | None:
+    """``(width, height)`` to decode ``video`` at so that it fits ``max_short_side``, or ``None`` when it
+    already does. Measured on a decoded frame, so a rotated phone video is judged as it is shown."""
+    if max_short_side is None:
+        return None
+    frames = iter_frames(video, fps=fps, max_frames=1)
+    try:
+        height, width = next(frames).shape[:2]
+    finally:
+        frames.close()
+    size = bounded_size(width, height, max_short_side)
+    if size == (width, height):
+        return None
+    logger.info("%s: %d×%d frames are scaled to %d×%d (at most %dp)", video, width, height, *size, max_short_side)
+    return size
 
 
 def _preprocess_safely(video: str, out_dir: str, clip_id: str, options: dict,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import tempfile
@@ -12,6 +13,8 @@ import soundfile
 
 from ..errors import MemFaceInputError
 from .media import _check_file, ffmpeg_exe, probe
+
+logger = logging.getLogger(__name__)
 
 AUDIO_SAMPLE_RATE = 16_000
 
@@ -38,7 +41,43 @@ def load_audio(path: str | os.PathLike, sample_rate: int = AUDIO_SAMPLE_RATE,
     samples = np.frombuffer(result.stdout, np.int16).astype(np.float32) / 32768.0
     if samples.size == 0:
         raise MemFaceInputError(path, "zero-length audio")
+    warn_if_truncated(path, "audio", samples.size / sample_rate, max(info.duration, wav_declared_seconds(path)))
     return samples
+
+
+def wav_declared_seconds(path: str | os.PathLike) -> float:
+    """The length a RIFF/WAVE file's header declares (its ``data`` chunk size), 0.0 for other files;
+    ffmpeg measures a WAV by its file size, so a cut-off WAV would otherwise look whole."""
+    with open(path, "rb") as file:
+        header = file.read(4096)
+    if header[:4] != b"RIFF" or header[8:12] != b"WAVE":
+        return 0.0
+    position, block_rate = 12, 0
+    while position + 8 <= len(header):
+        chunk, size = header[position:position + 4], int.from_bytes(header[position + 4:position + 8], "little")
+        if chunk == b"fmt " and position + 16 <= len(header):
+            block_rate = int.from_bytes(header[position + 16:position + 20], "little")   # bytes per second
+        if chunk == b"data":
+            return size / block_rate if block_rate and size < 0xFFFFFFF0 else 0.0
+        position += 8 + size + (size & 1)
+    return 0.0
+
+
+TRUNCATION_TOLERANCE_SECONDS = 0.5    # streams of one file may end this far apart without a warning
+TRUNCATION_TOLERANCE_FRACTION = 0.02
+
+
+def warn_if_truncated(path: str | os.PathLike, kind: str, seconds_read: float, seconds_claimed: float,
+                      detail: str = "") -> bool:
+    """Log a warning (and return True) when a file gave much less ``kind`` than its container claims:
+    a truncated download or a corrupt tail, decoded as far as it goes."""
+    missing = seconds_claimed - seconds_read
+    if seconds_claimed <= 0 or missing <= max(TRUNCATION_TOLERANCE_SECONDS,
+                                              TRUNCATION_TOLERANCE_FRACTION * seconds_claimed):
+        return False
+    logger.warning("%s: truncated? read %s%.2f s of %s, the container claims %.2f s; using what was read",
+                   path, detail, seconds_read, kind, seconds_claimed)
+    return True
 
 
 def write_wav(path: str | os.PathLike, samples: np.ndarray, sample_rate: int) -> Path:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +29,8 @@ from ..data.renderer_frames import RendererFrames
 from ..errors import MemFaceInputError
 from ..renderer import MemFaceRenderer, apply_renderer_delta, renderer_delta  # noqa: F401 (re-exported)
 from ..speaker import DELTA_FILE, SPEAKER_FILE, SpeakerMemory
+from ..io.video import MAX_SHORT_SIDE
+from ..staging import temporary_directory
 from .losses import renderer_loss
 
 logger = logging.getLogger(__name__)
@@ -111,8 +112,12 @@ def adapt_speaker(video: str | os.PathLike, out_dir: str | os.PathLike, name: st
                   entries: int = 300, renderer: MemFaceRenderer | str | os.PathLike | None = None,
                   finetune_steps: int | None = None, finetune_seconds: float | None = None,
                   max_seconds: float = 60.0, progress: bool = True,
-                  on_stage: Callable[[str], None] | None = None) -> AdaptationResult:
+                  on_stage: Callable[[str], None] | None = None,
+                  max_short_side: int | None = MAX_SHORT_SIDE) -> AdaptationResult:
     """Memory-only adaptation, plus renderer fine-tuning when a renderer and a budget are given.
+
+    A video larger than ``max_short_side`` (default 1080p) is scaled down before tracking, so the stored
+    template (and every later generation's output) is at most that size; ``None`` keeps its size.
 
     ``on_stage``, when given, is called with each stage's name as it starts (``"tracking"``,
     ``"memory"``, ``"fine-tuning"`` when there is one) and with ``"done"`` at the end: what a UI
@@ -130,9 +135,10 @@ def adapt_speaker(video: str | os.PathLike, out_dir: str | os.PathLike, name: st
         renderer = MemFaceRenderer.from_pretrained(renderer)           # a bad --renderer fails before any work
     # Everything is built in a staging folder renamed over ``out_dir`` at the end: an interruption or an
     # error leaves the previous speaker (and its delta) as it was.
-    with tempfile.TemporaryDirectory(prefix="memface-adapt-") as work, atomic_folder(out_dir) as staging:
+    with temporary_directory("memface-adapt-") as work, atomic_folder(out_dir) as staging:
         report("tracking")
-        result = preprocess_clip(video, work, require_audio=False, max_seconds=max_seconds, progress=progress)
+        result = preprocess_clip(video, work, require_audio=False, max_seconds=max_seconds, progress=progress,
+                                 max_short_side=max_short_side)
         shard_dir = Path(work) / result.clip_id
         report("memory")
         memory = SpeakerMemory.build(shard_dir, num_entries=entries, name=name, source_video=video)
