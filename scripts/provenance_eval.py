@@ -82,6 +82,11 @@ def check_conditions(video: Path, folder: Path, max_frames: int) -> dict:
 
 def summarise(clips: dict[str, dict]) -> dict:
     summary = {}
+    marks = [clip["mark"] for clip in clips.values() if "mark" in clip]
+    if marks:
+        summary["mark"] = {"psnr_db_mean": round(float(np.mean([m["psnr_db"] for m in marks])), 2),
+                           "psnr_db_min": round(float(np.min([m["psnr_db"] for m in marks])), 2),
+                           "flicker_mean": round(float(np.mean([m["flicker"] for m in marks])), 3)}
     for condition in CONDITIONS:
         rows = [clip[condition] for clip in clips.values()]
         summary[condition] = {
@@ -114,16 +119,26 @@ def generated_clips(count: int, folder: Path, key: SigningKey, max_frames: int) 
 
 def watermarked_real_clips(videos: list[Path], folder: Path, frames: int, max_frames: int) -> dict[str, dict]:
     clips = {}
-    watermark = Watermarker()
     for video in videos:
         marked = folder / f"{video.stem}.marked.mp4"
+        watermark, psnr, flicker, previous = Watermarker(), [], [], None
         with VideoWriter(marked, crf=18) as writer:            # as generate_to_file writes
             for frame in iter_frames(video, max_frames=frames):
                 height, width = frame.shape[:2]
-                writer.write(watermark(np.ascontiguousarray(frame[:height // 2 * 2, :width // 2 * 2])))
-        clips[video.name] = check_conditions(marked, folder, max_frames)
+                frame = np.ascontiguousarray(frame[:height // 2 * 2, :width // 2 * 2])
+                marked_frame = watermark(frame)
+                change = marked_frame.astype(np.float32) - frame                    # (H, W, 3) the mark
+                psnr.append(10 * np.log10(255 ** 2 / max(float((change ** 2).mean()), 1e-12)))
+                if previous is not None:
+                    flicker.append(float(np.abs(change - previous).mean()))
+                previous = change
+                writer.write(marked_frame)
+        clips[video.name] = {**check_conditions(marked, folder, max_frames),
+                             "mark": {"psnr_db": round(float(np.mean(psnr)), 2),
+                                      "flicker": round(float(np.mean(flicker)), 3)}}
         marked.unlink()
-        logging.info("%s (watermarked): %s", video.name, {k: v["agreeing_bits"] for k, v in clips[video.name].items()})
+        logging.info("%s (watermarked): %s", video.name,
+                     {k: v.get("agreeing_bits") for k, v in clips[video.name].items()})
     return clips
 
 
@@ -141,7 +156,8 @@ def markdown(result: dict) -> str:
     lines = ["| clips | condition | watermark detected | agreeing bits (min / mean of 64) | frames detected alone | "
              "C2PA valid |", "|---|---|---|---|---|---|"]
     for group, label in (("generated", "generated (demo speaker)"), ("watermarked_real", "real footage, watermarked")):
-        for condition, row in result[group]["summary"].items():
+        for condition in CONDITIONS:
+            row = result[group]["summary"][condition]
             lines.append(f"| {label} | {condition.replace('_', ' ')} | {row['detected']}/{row['clips']} "
                          f"({row['detection_rate']:.0%}) | {row['agreeing_bits_min']} / {row['agreeing_bits_mean']} "
                          f"| {row['frames_detected_alone_mean']:.0%} | {row['c2pa_valid']}/{row['clips']} |")
@@ -149,8 +165,11 @@ def markdown(result: dict) -> str:
     lines.append(f"| real clips, unmarked | as found | {fp['detected']}/{fp['clips']} (false-positive rate "
                  f"{fp['false_positive_rate']:.0%}) | max {fp['agreeing_bits_max']} / {fp['agreeing_bits_mean']} "
                  f"| — | {fp['c2pa_present']} with a manifest |")
-    config = result["config"]
-    lines += ["", f"A video counts as watermarked when at least {MIN_AGREEING_BITS} of the 64 channel bits, each a "
+    config, mark = result["config"], result["watermarked_real"]["summary"]["mark"]
+    lines += ["", "The mark itself, on the real frames: PSNR (RGB, against the unmarked frames) "
+              f"{mark['psnr_db_mean']:.1f} dB on average (lowest clip {mark['psnr_db_min']:.1f} dB); it changes by "
+              f"{mark['flicker_mean']:.2f} grey levels (mean absolute) from one frame to the next.", "",
+              f"A video counts as watermarked when at least {MIN_AGREEING_BITS} of the 64 channel bits, each a "
               "vote over frames, agree (p ≈ 2e-7 for an unmarked video). Generated clips: the bundled demo pipeline "
               f"and speaker, {config['sentences']} sentences, signed with a throwaway test key; watermarked real "
               f"footage: the first {config['real_frames']} frames of each real clip; every check reads the first "

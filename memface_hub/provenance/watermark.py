@@ -16,7 +16,9 @@ How it works (spread over DCT coefficients of luma, one quantised projection per
    that bit's lattice (dither modulation, a form of quantisation index modulation: ``k·step + dither_i`` for
    a 0, ``k·step + step/2 + dither_i`` for a 1, ``step`` = 32). The picture itself does not interfere with
    the bit (projections of real frames are ±50–150, far larger than any mark one could hide), and the change
-   is at most ``step/2`` per coefficient: luma PSNR about 46 dB, the change a slow ripple of ±1–3 levels.
+   is at most ``step/2`` per coefficient (``0.75·step`` while a bit holds on to the previous frame's lattice
+   point, which keeps the mark of a still shot from flickering): luma PSNR about 44 dB, the change a slow ripple
+   of ±1–3 levels.
 4. The change is taken back to pixels (inverse DCT, bilinear upsampling to the frame size) and added
    equally to R, G and B, which changes luma only.
 
@@ -137,33 +139,48 @@ def _soft_bits(projections: np.ndarray, step: float) -> np.ndarray:
 
 @dataclass
 class Watermarker:
-    """Adds the mark to frames: ``frame = Watermarker()(frame)``, (H, W, 3) uint8 RGB in and out.
+    """Adds the mark to the frames of one video: ``mark = Watermarker(); frame = mark(frame)``, (H, W, 3) uint8 RGB
+    in and out, frames in order (use a new one per video).
 
-    ``step`` is the quantisation step of each bit's projection (larger: more robust, more visible;
-    the change is at most ``step / 2`` per coefficient); ``refine`` extra passes correct for what the
-    resizing to the frame's size and the rounding to uint8 took away.
+    ``step`` is the quantisation step of each bit's projection (larger: more robust, more visible); ``refine``
+    extra passes correct for what the resizing to the frame's size and the rounding to uint8 took away.
+    ``hold``: a bit keeps the lattice point it used in the previous frame while that needs a push of at most
+    ``hold · step`` (instead of jumping to the nearest point, which may lie on the other side as the picture
+    drifts), so in a still shot the mark does not flicker from frame to frame; otherwise the push is at most
+    ``step / 2`` per coefficient.
     """
 
     step: float = DEFAULT_STEP
     refine: int = 1
+    hold: float = 0.75
+    _previous: np.ndarray | None = field(default=None, init=False, repr=False)   # (64,) last frame's pushes
 
     def __post_init__(self):
-        if self.step <= 0 or self.refine < 0:
-            raise ValueError(f"need step > 0 and refine >= 0, got step={self.step}, refine={self.refine}")
+        if self.step <= 0 or self.refine < 0 or not 0.5 <= self.hold < 1.0:
+            raise ValueError(f"need step > 0, refine >= 0 and 0.5 <= hold < 1, got step={self.step}, "
+                             f"refine={self.refine}, hold={self.hold}")
 
-    def push(self, projections: np.ndarray) -> np.ndarray:
-        """How far each bit's projection must move to sit on its bit's lattice: (64,) in [−step/2, step/2]."""
+    def push(self, projections: np.ndarray, previous: np.ndarray | None = None) -> np.ndarray:
+        """How far each bit's projection ``(64,)`` must move to sit on its bit's lattice: the point nearest to
+        where the previous frame's push would take it (while within ``hold · step``), else the nearest one."""
         offset = (_DITHER + (_LAYOUT.codeword > 0) * 0.5) * self.step              # (64,)
-        target = np.round((projections - offset) / self.step) * self.step + offset
-        return (target - projections).astype(np.float32)
 
-    def delta(self, canonical: np.ndarray) -> np.ndarray:
-        """The luma change for a canonical-size luma ``(N, N)``: (N, N) float32."""
+        def to_lattice(anchor: np.ndarray) -> np.ndarray:
+            return np.round((anchor - offset) / self.step) * self.step + offset - projections
+
+        nearest = to_lattice(projections)                                           # |nearest| <= step / 2
+        if previous is None:
+            return nearest.astype(np.float32)
+        held = to_lattice(projections + previous)
+        return np.where(np.abs(held) <= self.hold * self.step, held, nearest).astype(np.float32)
+
+    @staticmethod
+    def _change(push: np.ndarray) -> np.ndarray:
+        """Pushes (64,) → the luma change at canonical size (N, N): every coefficient of bit i moves by the
+        bit's full push (the projection is their signed mean)."""
         layout = _LAYOUT
-        _, projections = _projections(canonical)
-        # each coefficient of bit i moves by the bit's full push (the projection is their signed mean)
         change = np.zeros((CANONICAL_SIZE, CANONICAL_SIZE), np.float32)
-        change[layout.rows, layout.cols] = self.push(projections)[layout.group] * layout.sign
+        change[layout.rows, layout.cols] = push[layout.group] * layout.sign
         return cv2.idct(change)
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
@@ -171,10 +188,13 @@ class Watermarker:
             raise ValueError(f"frame must be (H, W, 3) uint8 RGB, got {frame.shape} {frame.dtype}")
         height, width = frame.shape[:2]
         canonical = _canonical(_luma(frame))                                       # (N, N)
-        change = self.delta(canonical)                                             # (N, N)
+        pushes = self.push(_projections(canonical)[1], self._previous)             # (64,)
+        change = self._change(pushes)                                              # (N, N)
         for _ in range(self.refine):   # what reaches the canonical grid after upsampling, and fix the rest
             seen = _canonical(cv2.resize(change, (width, height), interpolation=cv2.INTER_LINEAR))
-            change = change + self.delta(canonical + seen)
+            extra = self.push(_projections(canonical + seen)[1])
+            change, pushes = change + self._change(extra), pushes + extra
+        self._previous = pushes
         change = cv2.resize(change, (width, height), interpolation=cv2.INTER_LINEAR)  # (H, W)
         change = np.rint(change).astype(np.int16)[..., None]                       # (H, W, 1) whole levels
         return np.clip(frame.astype(np.int16) + change, 0, 255).astype(np.uint8)
