@@ -20,6 +20,12 @@ words come from the clip id, pocketsphinx forced alignment gives the m/b/p and o
 closed when the predicted opening is ``≤ τ``. The real lips' own rate under the same rule is given as
 a check of the alignment.
 
+Rows "before" and "after" a2e adaptation (paper Sec. 4.2; ``memface adapt --a2e-finetune-steps``): each
+clip's adaptation part (the frames before ``c``, its features from the audio before ``c`` only) fine-tunes
+the model as ``adapt_speaker`` does (``memface_hub.training.adapt_a2e.finetune_a2e``: implicit memory and
+decoder, the adaptation part's last 20 % held out to keep the best weights or none), and the test part is
+scored again with the adapted model (``--a2e-adapt-steps 0``: no adaptation rows).
+
 Writes ``--out`` (default ``docs/results/real_speech.json``) with the commit, command and config.
 Only shards are read; nothing from the clips is written into the repository.
 """
@@ -31,6 +37,7 @@ import json
 import logging
 import math
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -55,12 +62,15 @@ from memface_hub.evaluation.report import provenance
 from memface_hub.face.geometry import mouth_opening
 from memface_hub.io.audio import AUDIO_SAMPLE_RATE, load_audio
 from memface_hub.io.shards import is_complete_shard, load_shard
+from memface_hub.training.adapt_a2e import finetune_a2e, speech_clip, take_frames
 
 logger = logging.getLogger("real_speech_eval")
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_A2E = ROOT / "memface_hub/assets/demo_pipeline/a2e"
 DEFAULT_CORPUS = ROOT.parent / "data" / "corpus"      # where the README builds it: ../data/corpus
 CLIP_KEYS = ("clip", "lip_corr_0", "lip_corr_best", "lag", "loudness_corr_0")
+DEFAULT_ADAPT_STEPS = 100
+DEFAULT_ADAPT_LR = 1e-3
 
 
 def parse_args(argv):
@@ -75,6 +85,11 @@ def parse_args(argv):
                              "(default; --no-test-part: the whole clip)")
     parser.add_argument("--closure", action=argparse.BooleanOptionalAction, default=True,
                         help="bilabial closure of GRID clips by forced alignment (default: on)")
+    parser.add_argument("--a2e-adapt-steps", type=int, default=DEFAULT_ADAPT_STEPS,
+                        help="a2e adaptation step budget per clip for the before/after rows "
+                             f"(default: {DEFAULT_ADAPT_STEPS}; 0: no adaptation rows)")
+    parser.add_argument("--a2e-adapt-lr", type=float, default=DEFAULT_ADAPT_LR,
+                        help=f"a2e adaptation learning rate (default: {DEFAULT_ADAPT_LR:g}, finetune_a2e's)")
     parser.add_argument("--out", default=str(ROOT / "docs/results/real_speech.json"), help="results JSON")
     parser.add_argument("--figure", default=None,
                         help="PNG of predicted vs real lip motion on the longest evaluated clip (e.g. "
@@ -218,6 +233,49 @@ def grid_closure(model, frontend, shards: list) -> dict:
     return result
 
 
+def adapt_on_first_part(model, frontend, shard, steps: int, learning_rate: float):
+    """Fine-tune on the clip's adaptation part (frames before ``c``, features from the audio before ``c``
+    only, targets as in training) as ``adapt_speaker`` does → :class:`A2EAdaptation`, or ``None`` when that
+    part has no speech."""
+    fps = float(shard.meta.get("fps", 25.0))
+    cut = adaptation_cut(shard.num_frames, fps)
+    audio = load_audio(shard.audio_path)[:int(round(cut / fps * AUDIO_SAMPLE_RATE))]
+    if is_silent(audio):
+        return None
+    clip = speech_clip(shard.path, model)                           # targets: tracked mouth, the model's basis
+    part = replace(take_frames(clip, 0, cut), features=frontend(audio, AUDIO_SAMPLE_RATE, cut).astype(np.float32))
+    return finetune_a2e(model, part, steps=steps, learning_rate=learning_rate, progress=False)
+
+
+def adaptation_rows(model, frontend, evaluated: list, before: list[dict], args) -> dict:
+    """The "before" and "after" rows of a2e adaptation on each evaluated clip (see the module docstring)."""
+    after, runs = [], []
+    for (person, shard), row in zip(evaluated, before):
+        result = adapt_on_first_part(model, frontend, shard, args.a2e_adapt_steps, args.a2e_adapt_lr)
+        if result is None:
+            logger.warning("%s (%s): no speech before the cut; no adaptation row", row["clip"], person)
+            continue
+        after.append(evaluate_clip(result.model, frontend, shard, args.test_part))
+        runs.append({"clip": row["clip"], "kept": result.kept, "steps": result.steps,
+                     "seconds": round(result.seconds, 1), "train_frames": result.train_frames,
+                     "held_out_frames": result.held_out_frames,
+                     "held_out_rmse_before": finite_or_none(result.base_error, 5),
+                     "held_out_rmse_after": finite_or_none(result.error, 5)})
+        logger.info("%s (%s): a2e adapted (%s, held-out RMSE %s -> %s): lip corr %s -> %s", row["clip"], person,
+                    "kept" if result.kept else "not kept", runs[-1]["held_out_rmse_before"],
+                    runs[-1]["held_out_rmse_after"], row["lip_corr_0"], after[-1]["lip_corr_0"])
+    adapted = {run["clip"] for run in runs}
+    before = [row for row in before if row["clip"] in adapted]
+    name = str(model.frontend.get("name"))
+    return {"protocol": "adapt on the frames before c = min(15 s, 0.7 x length) (features from that audio only), "
+                        "test on the frames after c; fine-tuning: memface_hub.training.adapt_a2e.finetune_a2e "
+                        "(implicit memory + decoder, last 20 % of the adaptation part held out, best check or none)",
+            "steps": args.a2e_adapt_steps, "learning_rate": args.a2e_adapt_lr,
+            "before": {"clips": before, "summary": summarise(before, name)},
+            "after": {"clips": after, "summary": summarise(after, name)},
+            "fine_tuning": runs}
+
+
 def summarise(rows: list[dict], frontend_name: str) -> dict:
     def mean(key):
         values = [row[key] for row in rows if row[key] is not None]
@@ -269,13 +327,18 @@ def main(argv=None) -> int:
         return 2
     summary = summarise(rows, str(model.frontend.get("name")))
     config = {"a2e": str(args.a2e), "corpus": str(corpus), "split": args.split, "test_part": args.test_part,
-              "people_file": args.people or "bundled", "frontend_config": model.frontend}
+              "people_file": args.people or "bundled", "frontend_config": model.frontend,
+              "a2e_adapt_steps": args.a2e_adapt_steps, "a2e_adapt_lr": args.a2e_adapt_lr}
     result = {**provenance(config), "clips": rows, "summary": summary}
     if args.closure:
         result["grid_closure"] = grid_closure(model, frontend, grid_shards) if grid_shards else \
             {"measured": False, "reason": "no GRID clip among the evaluated ones"}
     else:
         result["grid_closure"] = {"measured": False, "reason": "not requested (--no-closure)"}
+    if args.a2e_adapt_steps > 0 and not args.test_part:
+        logger.warning("no a2e adaptation rows with --no-test-part: the adaptation part would be tested too")
+    elif args.a2e_adapt_steps > 0:
+        result["a2e_adaptation"] = adaptation_rows(model, frontend, evaluated, rows, args)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out, json.dumps(result, indent=1))
