@@ -188,3 +188,35 @@ def test_real_speech_eval_gains_before_and_after_rows(tiny_real_corpus, tmp_path
         assert run["steps"] == 4 and run["train_frames"] + run["held_out_frames"] == adaptation_frames[run["clip"]]
         if not run["kept"]:
             assert after == before                                     # nothing kept: the same model, the same row
+
+
+def test_a_time_budget_works_too(tiny_shards, shard):
+    base = tiny_a2e(tiny_shards)
+    result = finetune_a2e(base, speech_clip(shard, base), seconds=1.0, progress=False)
+    assert result.steps > 0 and 1.0 <= result.seconds < 60.0      # the budget is training time; checks come on top
+    assert result.base_error is not None and (result.error < result.base_error if result.kept
+                                              else result.error == result.base_error)
+
+
+def test_the_command_line_adapts_and_generation_refuses_a_bad_adapter(tiny_corpus, tiny_shards, adapted, tmp_path,
+                                                                       capsys):
+    from memface_hub.cli import main
+
+    root, index = tiny_corpus
+    base, folder, _ = adapted
+    base.save_pretrained(tmp_path / "a2e")
+    assert main(["adapt", str(root / index["clips"][0]["video"]), "--out", str(tmp_path / "speaker"), "--entries", "12",
+                 "--a2e", str(tmp_path / "a2e"), "--a2e-finetune-steps", "3"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["a2e_finetune_steps"] == 3
+    assert report["a2e_adapted"] == (tmp_path / "speaker" / A2E_DELTA_FILE).is_file()
+    # generation with an adapter made for another a2e model: one line naming the file, exit code 2
+    MemFacePipeline(base, MemFaceRenderer(crop_size=64, base_channels=8, depth=2)).save_pretrained(tmp_path / "pipe")
+    shutil.copytree(folder, tmp_path / "stranger")
+    save_arrays(tmp_path / "stranger" / A2E_DELTA_FILE, load_arrays(folder / A2E_DELTA_FILE),
+                metadata={**a2e_delta_metadata(base), "base_a2e": "0123456789abcdef"})
+    assert main(["generate", "--text", "Hi.", "--speaker", str(tmp_path / "stranger"),
+                 "--model", str(tmp_path / "pipe"), "--out", str(tmp_path / "hi.mp4")]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and str(tmp_path / "stranger" / A2E_DELTA_FILE) in error[0] and "another a2e" in error[0]
+    assert not (tmp_path / "hi.mp4").exists()

@@ -156,10 +156,11 @@ def finetune_a2e(model: MemFaceAudioToExpression, clip: A2EClip, steps: int | No
     # 3. train, checking the held-out end CHECKS times over the budget
     base_error = vertex_rmse(base, held_out) if held_out_check else None
     best_error, best_state, next_check, step = base_error, None, 1, 0
+    training_started = time.perf_counter()                       # the time budget is training time
 
     def done() -> float:
         fractions = [step / steps if steps else 0.0,
-                     (time.perf_counter() - started) / seconds if seconds else 0.0]
+                     (time.perf_counter() - training_started) / seconds if seconds else 0.0]
         return max(fractions)
 
     bar = tqdm(total=steps, disable=not progress, desc="fine-tuning a2e", unit="step")
