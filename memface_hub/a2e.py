@@ -11,14 +11,18 @@ Ablations (docs/EVALUATION.md): ``memory="implicit"`` (MemFace), ``"none"`` and 
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
+from .arrays_io import load_arrays
 from .audio import check_artifact_frontend
+from .errors import MemFaceInputError
 from .face.landmarks import MOUTH_VERTICES
 from .hub import StrictHubMixin
 from .memory import ImplicitMemory, KeyValueMemoryRead
@@ -201,3 +205,71 @@ class MemFaceAudioToExpression(nn.Module, StrictHubMixin, library_name="memface_
                 break
             start += stride
         return output / weight
+
+
+# -- a speaker's adapted a2e model, stored as a weight delta beside its memory ------------------------
+A2E_DELTA_FILE = "a2e_delta.safetensors"      # optional, in a speaker folder (training/adapt_a2e.py writes it)
+A2E_DELTA_FORMAT = "memface-a2e-delta"
+A2E_ADAPTED_MODULES = ("implicit_memory", "decoder", "head")   # what adaptation may change (after the encoder)
+MAX_A2E_DELTA_BYTES = 64 << 20
+
+
+def a2e_fingerprint(model: MemFaceAudioToExpression) -> str:
+    """SHA-256 (hex, first 16 digits) of every tensor of ``model``'s state, names included: which base
+    model a delta was made against."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def a2e_delta(base: MemFaceAudioToExpression, tuned: MemFaceAudioToExpression) -> dict[str, np.ndarray]:
+    """Float16 differences of the :data:`A2E_ADAPTED_MODULES` tensors that changed (empty: none did)."""
+    base_state, tuned_state = base.state_dict(), tuned.state_dict()
+    return {name: (tuned_state[name] - base_state[name]).cpu().half().numpy() for name in base_state
+            if name.split(".")[0] in A2E_ADAPTED_MODULES and base_state[name].is_floating_point()
+            and not torch.equal(base_state[name], tuned_state[name])}
+
+
+def a2e_delta_metadata(base: MemFaceAudioToExpression) -> dict[str, str]:
+    """What :func:`apply_a2e_delta` checks in the file's safetensors header."""
+    return {"format": A2E_DELTA_FORMAT, "version": "1", "base_a2e": a2e_fingerprint(base)}
+
+
+@torch.no_grad()
+def apply_a2e_delta(model: MemFaceAudioToExpression, path: str | os.PathLike) -> MemFaceAudioToExpression:
+    """Add a stored a2e delta to ``model`` in place.
+
+    Refused with a :class:`MemFaceInputError` naming the file (one line): not a safetensors file, larger
+    than :data:`MAX_A2E_DELTA_BYTES`, another format, made against another base model (its ``base_a2e``
+    fingerprint), no tensors, a name outside :data:`A2E_ADAPTED_MODULES` or not in the model, a shape
+    other than the tensor's, not float16, or non-finite values.
+    """
+    from safetensors import safe_open
+
+    delta = load_arrays(path, max_bytes=MAX_A2E_DELTA_BYTES)           # exists, size, valid safetensors
+    with safe_open(str(path), framework="np") as file:
+        metadata = file.metadata() or {}
+    if metadata.get("format") != A2E_DELTA_FORMAT or metadata.get("version") != "1":
+        raise MemFaceInputError(path, f"not a {A2E_DELTA_FORMAT} version 1 file (header says "
+                                f"{metadata.get('format')!r} version {metadata.get('version')!r})")
+    if metadata.get("base_a2e") != a2e_fingerprint(model):
+        raise MemFaceInputError(path, f"made for another a2e model (base {metadata.get('base_a2e')!r}, this one is "
+                                f"{a2e_fingerprint(model)!r}); adapt the speaker again with this pipeline's a2e")
+    if not delta:
+        raise MemFaceInputError(path, "holds no tensors")
+    state = model.state_dict()
+    unknown = sorted(name for name in delta if name not in state or name.split(".")[0] not in A2E_ADAPTED_MODULES)
+    if unknown:
+        raise MemFaceInputError(path, f"delta names tensors adaptation does not change: {unknown[:8]}")
+    for name, change in delta.items():
+        if tuple(change.shape) != tuple(state[name].shape) or change.dtype != np.float16:
+            raise MemFaceInputError(path, f"delta {name!r} is {change.shape} {change.dtype}, expected "
+                                    f"{tuple(state[name].shape)} float16")
+        if not np.isfinite(change).all():
+            raise MemFaceInputError(path, f"delta {name!r} contains non-finite values")
+    for name, change in delta.items():                                 # all checked: nothing half-applied
+        state[name] += torch.from_numpy(change.astype(np.float32)).to(state[name].device)
+    model.load_state_dict(state, strict=True)
+    return model

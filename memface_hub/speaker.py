@@ -33,6 +33,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .a2e import A2E_DELTA_FILE
 from .arrays_io import atomic_folder, check_arrays, load_arrays, save_arrays, write_text_atomic
 from .artifact_json import read_json_file
 from .errors import MemFaceInputError
@@ -56,7 +57,7 @@ MIN_FPS, MAX_FPS = 1, 120                    # frame rates a template may claim 
 MIN_CROP_SIZE, MAX_CROP_SIZE = 32, 1024
 CARD_FILE = "README.md"
 DELTA_FILE = "renderer_delta.safetensors"      # optional fine-tuned renderer delta (training/adapt.py)
-HUB_FILES = [SPEAKER_FILE, MEMORY_FILE, TRACKS_FILE, TEMPLATE_FILE, DELTA_FILE, CARD_FILE]
+HUB_FILES = [SPEAKER_FILE, MEMORY_FILE, TRACKS_FILE, TEMPLATE_FILE, DELTA_FILE, A2E_DELTA_FILE, CARD_FILE]
 SPEAKER_TAG = "memface-speaker"
 SPEAKER_TAGS = [SPEAKER_TAG, "memface", "talking-face", "synthetic-media"]
 # Licence identifiers the Hub accepts in a card's `license:` field ("other" needs license_name + license_link).
@@ -329,8 +330,9 @@ class SpeakerMemory:
         consent of the person shown, for research demos") are required: this is a real person's likeness.
         The repo is **private** unless ``private=False``; ``gated=True`` makes visitors request access, stating
         their purpose, and the owner approve each request by hand. ``base_model`` is the pipeline repo the
-        memory was made for. A ``renderer_delta.safetensors`` beside a loaded memory's ``speaker.json`` travels
-        with it. The card is rendered and validated before the repo is created, so a bad card leaves nothing.
+        memory was made for. A ``renderer_delta.safetensors`` or ``a2e_delta.safetensors`` beside a loaded
+        memory's ``speaker.json`` travels with it. The card is rendered and validated before the repo is
+        created, so a bad card leaves nothing.
         """
         from huggingface_hub import HfApi, ModelCard
 
@@ -353,9 +355,10 @@ class SpeakerMemory:
             # 1. the folder (a copy of self saves it, so self.template_path stays where it was) and its card
             folder = replace(self).save_pretrained(Path(work) / "speaker")
             source = Path(self.template_path).parent
-            if Path(self.template_path).name == TEMPLATE_FILE and (source / SPEAKER_FILE).is_file() \
-                    and (source / DELTA_FILE).is_file():
-                shutil.copyfile(source / DELTA_FILE, folder / DELTA_FILE)
+            for delta in (DELTA_FILE, A2E_DELTA_FILE):                 # the adapted models travel with it
+                if Path(self.template_path).name == TEMPLATE_FILE and (source / SPEAKER_FILE).is_file() \
+                        and (source / delta).is_file():
+                    shutil.copyfile(source / delta, folder / delta)
             card = self._card(repo_id, license, consent.strip(), base_model, source_description.strip(),
                               gated=gated, license_name=license_name, license_link=license_link)
             try:
