@@ -58,10 +58,12 @@ def ffmpeg(*args: str) -> None:
     subprocess.run([ffmpeg_exe(), "-y", "-loglevel", "error", *args], check=True, timeout=120)
 
 
-def reencoded(video: Path, out: Path, crf: int = 30, half: bool = False) -> Path:
-    """``video`` through libx264 at ``crf`` (and scaled to half size): what a re-upload does to it."""
-    scale = ["-vf", "scale=trunc(iw/4)*2:trunc(ih/4)*2"] if half else []
-    ffmpeg("-i", str(video), *scale, "-c:v", "libx264", "-crf", str(crf), "-an", str(out))
+def reencoded(video: Path, out: Path, crf: int = 30, half: bool = False, filters: str | None = None) -> Path:
+    """``video`` through libx264 at ``crf`` (scaled to half size, other ffmpeg ``filters``): a re-upload."""
+    chain = ["scale=trunc(iw/4)*2:trunc(ih/4)*2"] if half else []
+    chain += [filters] if filters else []
+    ffmpeg("-i", str(video), *(["-vf", ",".join(chain)] if chain else []), "-c:v", "libx264", "-crf", str(crf),
+           "-an", str(out))
     return out
 
 
@@ -78,12 +80,14 @@ def test_the_watermark_is_invisible_and_read_back_from_frames():
     assert not detect_watermark(frames).detected
 
 
-def test_the_watermark_survives_crf_30_and_half_size_and_is_absent_from_unmarked_video(tmp_path):
+def test_the_watermark_survives_crf_30_half_size_and_grading_and_is_absent_from_unmarked_video(tmp_path):
     frames = portrait_frames()
     marked = write_video(tmp_path / "marked.mp4", [Watermarker()(frame) for frame in frames])
     plain = write_video(tmp_path / "plain.mp4", frames)
     for video in (marked, reencoded(marked, tmp_path / "crf30.mp4"),
-                  reencoded(marked, tmp_path / "half.mp4", crf=23, half=True)):
+                  reencoded(marked, tmp_path / "half.mp4", crf=23, half=True),
+                  reencoded(marked, tmp_path / "graded.mp4", crf=23, filters="eq=brightness=0.06:contrast=1.15"),
+                  reencoded(marked, tmp_path / "full_range.mp4", crf=23, filters="scale=in_range=tv:out_range=pc")):
         found = detect_watermark_in_video(video)
         assert found.detected and found.agreeing_bits >= MIN_AGREEING_BITS + 4, (video.name, found)
         assert found.confidence > 1 - 1e-9 and found.message["ai_generated"]

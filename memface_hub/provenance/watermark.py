@@ -17,8 +17,10 @@ How it works (spread over DCT coefficients of luma, one quantised projection per
    a 0, ``k·step + step/2 + dither_i`` for a 1, ``step`` = 32). The picture itself does not interfere with
    the bit (projections of real frames are ±50–150, far larger than any mark one could hide), and the change
    is at most ``step/2`` per coefficient (``0.75·step`` while a bit holds on to the previous frame's lattice
-   point, which keeps the mark of a still shot from flickering): luma PSNR about 44 dB, the change a slow ripple
-   of ±1–3 levels.
+   point, which keeps the mark of a still shot from flickering). Projections are measured in units of the
+   frame's contrast (luma standard deviation / 56), so the mark is stronger in busy, high-contrast pictures
+   (luma PSNR about 42 dB) than in flat ones (about 48 dB), a slow ripple of ±1–4 levels, and a change of
+   brightness, contrast, gamma or video range (16–235 ↔ 0–255) leaves the bits where they were.
 4. The change is taken back to pixels (inverse DCT, bilinear upsampling to the frame size) and added
    equally to R, G and B, which changes luma only.
 
@@ -33,8 +35,10 @@ agree with the expected codeword. Without a watermark each bit agrees with proba
 halving the size (typically 3–7 units against a margin of ``step/4`` = 8): a single frame is often wrong on
 a few bits, the vote over frames is not.
 
-The key is public (anyone can detect, and anyone who reads this file can also strip or forge the mark):
-it labels honest outputs, it does not stop a determined forger. That is what the signed C2PA
+Not survived: cropping, flipping or rotating (the canonical grid moves), re-encoding at far lower quality than
+CRF 35 (CRF 40 is borderline), and anyone who knows this scheme and sets out to remove it. The key is public
+(anyone can detect, and anyone who reads this file can also strip or forge the mark): it labels honest outputs,
+it does not stop a determined forger. That is what the signed C2PA
 credentials (:mod:`.credentials`) are for, as long as the file is not re-encoded.
 """
 
@@ -57,6 +61,8 @@ FORMAT_VERSION = 1
 FLAG_AI_GENERATED = 1
 MIN_AGREEING_BITS = 52                   # of 64: p ≈ 2e-7 for a video without the mark
 KEY = 0x6D656D66                         # "memf": the public key that places the bits
+REFERENCE_CONTRAST = 56.0                # projections are measured against a luma std of this many levels
+MIN_CONTRAST = 8.0                       # ... and never against less (an almost flat frame)
 DEFAULT_STEP = 32.0                      # quantisation step of a bit's projection (DCT units of 0–255 luma)
 
 
@@ -116,11 +122,15 @@ def _layout(flags: int = FLAG_AI_GENERATED) -> _Layout:
 _LAYOUT = _layout()
 
 
-def _projections(canonical: np.ndarray, layout: _Layout = _LAYOUT) -> tuple[np.ndarray, np.ndarray]:
-    """(N, N) canonical luma → its DCT (N, N) and the 64 channel projections ``x`` (64,)."""
+def _projections(canonical: np.ndarray, layout: _Layout = _LAYOUT) -> tuple[np.ndarray, float]:
+    """(N, N) canonical luma → the 64 channel projections ``(64,)``, in units of the picture's contrast, and that
+    contrast ``scale``. Each projection ``x_i = mean_j(sign_j · D_j)`` is divided by ``scale`` = the luma's standard
+    deviation (at least :data:`MIN_CONTRAST`) / :data:`REFERENCE_CONTRAST`: a change of brightness does not move
+    the band, a change of contrast or of video range (16–235 ↔ 0–255) scales both alike, so the bits stay put."""
     coefficients = cv2.dct(canonical)
     values = coefficients[layout.rows, layout.cols] * layout.sign          # (M,)
-    return coefficients, np.bincount(layout.group, values, CHANNEL_BITS) / layout.group_size
+    scale = max(float(canonical.std()), MIN_CONTRAST) / REFERENCE_CONTRAST
+    return np.bincount(layout.group, values, CHANNEL_BITS) / layout.group_size / scale, scale
 
 
 def _dither() -> np.ndarray:
@@ -188,12 +198,14 @@ class Watermarker:
             raise ValueError(f"frame must be (H, W, 3) uint8 RGB, got {frame.shape} {frame.dtype}")
         height, width = frame.shape[:2]
         canonical = _canonical(_luma(frame))                                       # (N, N)
-        pushes = self.push(_projections(canonical)[1], self._previous)             # (64,)
-        change = self._change(pushes)                                              # (N, N)
+        projections, scale = _projections(canonical)                               # (64,) in contrast units
+        pushes = self.push(projections, self._previous)                            # (64,)
+        change = self._change(pushes * scale)                                      # (N, N) luma levels
         for _ in range(self.refine):   # what reaches the canonical grid after upsampling, and fix the rest
             seen = _canonical(cv2.resize(change, (width, height), interpolation=cv2.INTER_LINEAR))
-            extra = self.push(_projections(canonical + seen)[1])
-            change, pushes = change + self._change(extra), pushes + extra
+            projections, scale = _projections(canonical + seen)
+            extra = self.push(projections)
+            change, pushes = change + self._change(extra * scale), pushes + extra
         self._previous = pushes
         change = cv2.resize(change, (width, height), interpolation=cv2.INTER_LINEAR)  # (H, W)
         change = np.rint(change).astype(np.int16)[..., None]                       # (H, W, 1) whole levels
@@ -202,7 +214,7 @@ class Watermarker:
 
 def frame_projections(frames) -> np.ndarray:
     """Channel projections of each frame: iterable of (H, W, 3) uint8 → (T, 64) float32."""
-    return np.stack([_projections(_canonical(_luma(frame)))[1] for frame in frames]).astype(np.float32)
+    return np.stack([_projections(_canonical(_luma(frame)))[0] for frame in frames]).astype(np.float32)
 
 
 def _binomial_tail(agreeing: int, bits: int = CHANNEL_BITS) -> float:
@@ -281,7 +293,7 @@ def detect_watermark_in_video(path: str | os.PathLike, max_frames: int | None = 
     try:
         next(reader)
         frames = (np.frombuffer(buffer, np.uint8).reshape(side, side, 3) for buffer in reader)
-        projections = [_projections(_canonical(_luma(frame)))[1] for frame in frames]
+        projections = [_projections(_canonical(_luma(frame)))[0] for frame in frames]
     except (RuntimeError, StopIteration) as err:
         raise MemFaceInputError(path, f"cannot decode video ({(str(err).splitlines() or [''])[0]})") from None
     finally:
