@@ -6,7 +6,7 @@ Writes ``docs/results/provenance.json`` and the "Provenance" table in ``docs/res
   written by ``MemFacePipeline.generate_to_file`` with C2PA credentials signed by a throwaway test key made here.
   Watermark detection rate and C2PA state on the file as written, after an ffmpeg re-encode (libx264 CRF 30),
   after scaling to half size (libx264, ffmpeg's default CRF 23), and both at once (half size at CRF 30, a
-  stress case beyond the issue's);
+  stress case beyond the issue's), and after a colour grade (brightness and contrast);
 * **watermarked real footage**: the first ``--real-frames`` frames of every real clip, watermarked with the same
   ``Watermarker`` and written like generation writes (CRF 18), under the same conditions — the demo speaker is one
   face at one size, the real clips are 28 people at 288p to 1080×1920;
@@ -52,6 +52,7 @@ CONDITIONS = {   # name → ffmpeg arguments that turn the written file into wha
     "crf30": ["-c:v", "libx264", "-crf", "30"],
     "half_size": ["-vf", "scale=trunc(iw/4)*2:trunc(ih/4)*2", "-c:v", "libx264"],
     "half_size_crf30": ["-vf", "scale=trunc(iw/4)*2:trunc(ih/4)*2", "-c:v", "libx264", "-crf", "30"],
+    "graded": ["-vf", "eq=brightness=0.06:contrast=1.15", "-c:v", "libx264"],   # a colour grade, CRF 23
 }
 
 
@@ -174,8 +175,9 @@ def markdown(result: dict) -> str:
               f"and speaker, {config['sentences']} sentences, signed with a throwaway test key; watermarked real "
               f"footage: the first {config['real_frames']} frames of each real clip; every check reads the first "
               f"{config['max_frames']} frames, as `memface verify` does. Half size is re-encoded by libx264 at its "
-              "default CRF 23; \"half size crf30\" is a stress case beyond the issue's. C2PA credentials are bound to "
-              "the file's bytes, so any re-encode drops them (expected: that is what the watermark is for)."]
+              "default CRF 23; \"half size crf30\" is a stress case beyond the issue's, \"graded\" a brightness "
+              "+0.06 / contrast ×1.15 grade (ffmpeg eq) at CRF 23. C2PA credentials are bound to the file's bytes, so "
+              "any re-encode drops them (expected: that is what the watermark is for)."]
     return "\n".join(lines)
 
 
