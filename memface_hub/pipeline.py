@@ -40,7 +40,7 @@ from .artifact_json import check_config, read_json_file
 from .audio import build_frontend, check_artifact_frontend
 from .audio.base import SILENCE_PEAK, AudioFrontEnd
 from .errors import MemFaceInputError
-from .face.crop import paste_back, warp_to_crop
+from .face.crop import paste_back, transfer_detail, warp_to_crop
 from .face.geometry import Poses
 from .face.sketch import draw_mouth_sketch, project_mouth
 from .hub import hub_file_list, refuse_token_like
@@ -196,6 +196,9 @@ class MemFacePipeline:
             raise ValueError(f"front end {self.frontend.name} gives {self.frontend.feature_dim} features, "
                              f"the a2e model expects {a2e.feature_dim}")
         self.max_audio_seconds = float(max_audio_seconds)
+        # Fine detail at the output's resolution from the speaker's memory (see _render); False: the
+        # upscaled crop alone.
+        self.memory_detail = True
         self.device, self.dtype = torch.device("cpu"), torch.float32
         self._speaker_cache: dict[int, _SpeakerContext] = {}
         self._progress_bar_config: dict = {}
@@ -556,6 +559,18 @@ class MemFacePipeline:
         for frame, crop, affine, has_face in zip(out, rendered, affines[index], face):
             if has_face:                                     # a frame without the face is left as it was
                 paste_back(frame, crop, affine, mask, self.renderer.patch_box, in_place=True)
+        # 4. the explicit memory's detail at the output resolution: the crop holds the mouth at the
+        #    renderer's size, upscaled where the face is larger; the texture finer than that comes from
+        #    the template frame of the memory entry read most (a real mouth of this speaker of the
+        #    nearest shape), aligned by the face transforms.
+        if self.memory_detail and output.memory_attention is not None:
+            nearest = speaker.frame_indices[entries[:, 0]]                            # (c,) template frames
+            usable = face & (nearest < len(template))
+            if usable.any():
+                sources = template.take(nearest[usable])
+                for item, source in zip(np.flatnonzero(usable), sources):             # out[item]: a view, in place
+                    transfer_detail(out[item], source, affines[index[item]], affines[nearest[item]], mask,
+                                    self.renderer.patch_box, in_place=True)
         lap("paste_back")
         return out, entries, weights
 

@@ -62,6 +62,8 @@ def parse_args(argv):
                              "repository (outputs/ is ignored)")
     parser.add_argument("--readme", default=str(ROOT / "docs/results/README.md"), help="results page to update")
     parser.add_argument("--work", default=None, help="work folder (default: a temporary one)")
+    parser.add_argument("--no-memory-detail", action="store_true",
+                        help="paste the upscaled crop alone (no output-resolution detail from the memory)")
     return parser.parse_args(argv)
 
 
@@ -175,6 +177,7 @@ def main(argv=None) -> int:
     pipe = MemFacePipeline.from_pretrained(args.pipeline)
     if args.renderer:
         pipe = MemFacePipeline(pipe.a2e, MemFaceRenderer.from_pretrained(args.renderer), pipe.frontend)
+    pipe.memory_detail = not args.no_memory_detail
     tracker = FaceTracker()
     records, rows, skipped = [], [], []
     with tempfile.TemporaryDirectory(prefix="memface-real-people-") as scratch:
@@ -217,7 +220,8 @@ def main(argv=None) -> int:
     out = Path(args.out)
     previous = json.loads(out.read_text()) if out.exists() else {}
     result = {**provenance({"pipeline": args.pipeline or "bundled", "renderer": args.renderer, "split": args.split,
-                            "finetune_seconds": args.finetune_seconds, "people_file": args.people or "bundled"}),
+                            "finetune_seconds": args.finetune_seconds, "people_file": args.people or "bundled",
+                            "memory_detail": pipe.memory_detail}),
               "people": records, "skipped": skipped, "summary": summary, "ablation": previous.get("ablation", [])}
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out, json.dumps(result, indent=1))

@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from memface_hub.face.crop import CropLayout, crop_transforms, feathered_mask, paste_back, warp_to_crop
+from memface_hub.face.crop import (
+    CropLayout,
+    crop_transforms,
+    feathered_mask,
+    paste_back,
+    transfer_detail,
+    warp_to_crop,
+)
 from memface_hub.face.geometry import (
     Poses,
     canonical_face,
@@ -208,3 +215,26 @@ def test_offline_takes_every_truthy_value_and_the_cache_follows_hf_home(monkeypa
     monkeypatch.delenv("MEMFACE_CACHE", raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     assert model_file._cache_dir() == tmp_path / "hf" / "memface_hub"
+
+
+def test_transfer_detail_gives_the_mouth_the_aligned_source_texture_and_nothing_else():
+    rng = np.random.default_rng(0)
+    sharp = cv2.resize(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8), (320, 240), interpolation=cv2.INTER_NEAREST)
+    soft = cv2.GaussianBlur(sharp, (0, 0), 3)                  # what an upscaled crop looks like
+    size, box = 64, (24, 56, 12, 52)
+    mask = feathered_mask(size, box, 4)
+    affine = np.array([[0.5, 0.0, -40.0], [0.0, 0.5, -30.0]])  # frame → crop: half scale
+    # the source is the sharp scene seen from elsewhere: shifted by (17, -9) pixels, its own transform says so
+    shift = np.float32([[1, 0, 17], [0, 1, -9]])
+    source = cv2.warpAffine(sharp, shift, (320, 240), borderMode=cv2.BORDER_REFLECT)
+    source_affine = affine.copy()
+    source_affine[:, 2] -= affine[:, :2] @ shift[:, 2]
+    out = transfer_detail(soft, source, affine, source_affine, mask, box)
+    weight = cv2.warpAffine(mask, cv2.invertAffineTransform(affine), (320, 240))
+    inside, outside = weight > 0.99, weight == 0
+    assert np.array_equal(out[outside], soft[outside])                           # only the mouth changes
+    error = lambda image: np.abs(image[inside].astype(float) - sharp[inside]).mean()  # noqa: E731
+    assert error(out) < 0.5 * error(soft)                                      # its texture is the source's, aligned
+    assert abs(out[inside].mean() - soft[inside].mean()) < 2                   # colours stay the frame's
+    misaligned = transfer_detail(soft, source, affine, affine, mask, box)      # a wrong transform does not help
+    assert error(misaligned) > error(out)

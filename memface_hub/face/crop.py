@@ -136,3 +136,38 @@ def paste_back(frame: np.ndarray, crop: np.ndarray, affine: np.ndarray, mask: np
     region = out[y0:y1, x0:x1].astype(np.float32)
     out[y0:y1, x0:x1] = np.clip(region + (back.astype(np.float32) - region) * weight + 0.5, 0, 255).astype(np.uint8)
     return out
+
+
+def transfer_detail(frame: np.ndarray, source: np.ndarray, affine: np.ndarray, source_affine: np.ndarray,
+                    mask: np.ndarray, box: tuple[int, int, int, int], sigma: float | None = None,
+                    in_place: bool = False) -> np.ndarray:
+    """Give a pasted-back crop the fine detail of the output resolution, from a real frame of the speaker.
+
+    The band of spatial frequencies finer than ``sigma`` (frame pixels; default: one crop pixel, the
+    finest the crop can hold) of ``frame`` ``(H, W, 3)`` uint8 is replaced, under the crop-space
+    ``mask`` ``(S, S)`` inside ``box``, by that band of ``source`` (another frame of the same face,
+    e.g. the template frame of the explicit memory's nearest entry), aligned by the two frames'
+    frame → crop similarities ``affine`` and ``source_affine`` ``(2, 3)``. Colours and the coarse
+    shape stay the frame's; only the texture below the crop's resolution is the source's.
+    """
+    height, width = frame.shape[:2]
+    x0, y0, x1, y1 = box_in_frame(affine, box, width, height)
+    out = frame if in_place else frame.copy()
+    if x1 - x0 < 4 or y1 - y0 < 4:
+        return out
+    scale = float(np.sqrt(abs(np.linalg.det(affine[:, :2]))))                 # crop pixels per frame pixel
+    sigma = max(1.0, 1.0 / max(scale, 1e-6)) if sigma is None else float(sigma)
+    inverse = cv2.invertAffineTransform(affine)
+    # region pixel → source pixel: inv(source_affine) ∘ affine ∘ (shift by the region's origin)
+    to_crop = np.vstack([affine, [0, 0, 1]]) @ np.array([[1, 0, x0], [0, 1, y0], [0, 0, 1]], np.float64)
+    to_source = np.vstack([cv2.invertAffineTransform(source_affine), [0, 0, 1]]) @ to_crop
+    size = (x1 - x0, y1 - y0)
+    aligned = cv2.warpAffine(source, to_source[:2], size, flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
+                             borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+    inverse[:, 2] -= (x0, y0)
+    weight = cv2.warpAffine(mask.astype(np.float32, copy=False), inverse, size, flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)[..., None]
+    region = out[y0:y1, x0:x1].astype(np.float32)
+    detail = (aligned - cv2.GaussianBlur(aligned, (0, 0), sigma)) - (region - cv2.GaussianBlur(region, (0, 0), sigma))
+    out[y0:y1, x0:x1] = np.clip(region + detail * weight + 0.5, 0, 255).astype(np.uint8)
+    return out
