@@ -76,6 +76,10 @@ TABLES = (
     Table("provenance", "provenance.json", ("{python}", "scripts/provenance_eval.py", "{shared}/real_clips"),
           "watermark and C2PA credentials on generated clips; false positives on real ones",
           needs=("{shared}/real_clips",)),
+    Table("reliability", "reliability.json", ("{python}", "scripts/reliability.py"),
+          "hostile artifacts, huge claims, bad outputs, truncated inputs, interruptions, a full disk, secrets"),
+    Table("reliability_4k", "reliability.json", ("{python}", "scripts/reliability.py", "--4k"),
+          "adapting to a 4K 60 s video, then a short generation: peak RSS and temporary disk (adds to the above)"),
 )
 
 

@@ -360,3 +360,16 @@ def test_stale_staging_is_removed_only_when_old_and_its_owner_is_gone(tmp_path, 
     finally:
         alive.kill()
         alive.wait()
+
+
+def test_bad_output_paths_are_refused_before_any_work(tmp_path):
+    from memface_hub.io.video import VideoWriter
+
+    (tmp_path / "folder.mp4").mkdir()
+    (tmp_path / "a_file").write_text("x")
+    for path, problem in ((tmp_path / "folder.mp4", "is a folder"), (tmp_path / "a_file" / "t.mp4", "it is a file"),
+                          (tmp_path / "missing" / "t.mp4", "does not exist")):
+        with pytest.raises(MemFaceInputError, match=problem) as refused:
+            VideoWriter(path)
+        assert refused.value.source == str(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "folder.mp4"]

@@ -112,8 +112,11 @@ class VideoWriter:
                  crf: int = 18, metadata: dict[str, str] | None = None, preset: str = "veryfast"):
         self.path = Path(path)
         parent = self.path.parent
-        if not parent.exists():
-            raise MemFaceInputError(self.path, f"output folder {parent} does not exist")
+        if self.path.is_dir():
+            raise MemFaceInputError(self.path, "is a folder; give a file name for the video")
+        if not parent.is_dir():
+            raise MemFaceInputError(self.path, f"output folder {parent} does not exist"
+                                    + (" (it is a file)" if parent.exists() else ""))
         if not os.access(parent, os.W_OK):
             raise MemFaceInputError(self.path, f"output folder {parent} is not writable")
         self.fps = float(fps)
@@ -122,7 +125,10 @@ class VideoWriter:
         self.metadata = dict(metadata or {})
         self._audio = audio
         remove_stale(parent, (WRITE_PREFIX,))                 # what killed runs left beside their outputs
-        self._tmp_dir = tempfile.mkdtemp(prefix=WRITE_PREFIX + owner_tag(), dir=parent)
+        try:
+            self._tmp_dir = tempfile.mkdtemp(prefix=WRITE_PREFIX + owner_tag(), dir=parent)
+        except OSError as err:                               # e.g. /sys, a read-only mount, a full disk
+            raise MemFaceInputError(self.path, f"cannot write in {parent} ({_reason(err)})") from None
         self._tmp_video = os.path.join(self._tmp_dir, "video" + (self.path.suffix or ".mp4"))
         self._generator = None
         self._size: tuple[int, int] | None = None
