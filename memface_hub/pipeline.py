@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .a2e import MemFaceAudioToExpression
+from .a2e import A2E_DELTA_FILE, MemFaceAudioToExpression, apply_a2e_delta
 from .arrays_io import atomic_folder
 from .artifact_json import check_config, read_json_file
 from .audio import build_frontend, check_artifact_frontend
@@ -201,6 +201,7 @@ class MemFacePipeline:
         self.memory_detail = True
         self.device, self.dtype = torch.device("cpu"), torch.float32
         self._speaker_cache: dict[int, _SpeakerContext] = {}
+        self._a2e_cache: dict[int, tuple[SpeakerMemory, MemFaceAudioToExpression]] = {}
         self._progress_bar_config: dict = {}
 
     # -- loading and saving -------------------------------------------------------------------
@@ -333,6 +334,7 @@ class MemFacePipeline:
         self.a2e.to(self.device)
         self.renderer.to(self.device, self.dtype)
         self._speaker_cache.clear()
+        self._a2e_cache.clear()
         return self
 
     def set_progress_bar_config(self, **kwargs) -> None:
@@ -383,6 +385,19 @@ class MemFacePipeline:
             return self.renderer
         tuned = copy.deepcopy(self.renderer).float()
         return apply_renderer_delta(tuned, delta).to(self.device, self.dtype).eval()
+
+    def a2e_for(self, speaker: SpeakerMemory) -> MemFaceAudioToExpression:
+        """The a2e model to use for ``speaker``: with its adapted delta applied when the speaker folder carries
+        one (``memface adapt --a2e-finetune-...``; refused when made for another a2e), else the shared model."""
+        cached = self._a2e_cache.get(id(speaker))
+        if cached is not None and cached[0] is speaker:
+            return cached[1]
+        delta = Path(speaker.template_path).parent / A2E_DELTA_FILE if speaker.template_path else None
+        a2e = self.a2e
+        if delta is not None and delta.is_file():
+            a2e = apply_a2e_delta(copy.deepcopy(self.a2e), delta).eval()
+        self._a2e_cache = {id(speaker): (speaker, a2e)}                             # one speaker at a time
+        return a2e
 
     def _prepare_speaker(self, speaker: SpeakerMemory) -> _SpeakerContext:
         """What generation needs of a speaker, made once per speaker (the last one is cached)."""
@@ -457,9 +472,10 @@ class MemFacePipeline:
         waveform = self.load_waveform(audio, sampling_rate)
         features = self.frontend(waveform, AUDIO_SAMPLE_RATE)                             # (T, F)
         lap("features")
-        expressions = self.a2e.predict(torch.from_numpy(features).to(self.device)).float()  # (T, K)
+        a2e = self.a2e_for(speaker)
+        expressions = a2e.predict(torch.from_numpy(features).to(self.device)).float()       # (T, K)
         neutral = torch.from_numpy(speaker.neutral).to(self.device)
-        vertices = self.a2e.vertices(expressions, neutral).cpu().numpy()                   # (T, V, 3)
+        vertices = a2e.vertices(expressions, neutral).cpu().numpy()                        # (T, V, 3)
         expressions = expressions.cpu().numpy()
         lap("a2e")
         chunks = ((expressions[i:i + chunk_size], vertices[i:i + chunk_size])
@@ -473,7 +489,8 @@ class MemFacePipeline:
         if isinstance(lookahead, bool) or not isinstance(lookahead, int) or lookahead < 0:
             raise MemFaceInputError("lookahead_frames", f"must be a whole number ≥ 0, got {lookahead!r}")
         samples_per_frame = AUDIO_SAMPLE_RATE / self.frontend.fps
-        context = int(self.a2e.context_frames)
+        a2e = self.a2e_for(speaker)
+        context = int(a2e.context_frames)
         neutral = torch.from_numpy(speaker.neutral).to(self.device)
         buffer, offset, emitted, received = np.zeros(0, np.float32), 0, 0, 0.0   # offset: frame of buffer[0]
         chunks = iter(chunks)
@@ -502,9 +519,9 @@ class MemFacePipeline:
             else:
                 features = self.frontend(window, AUDIO_SAMPLE_RATE, available - first)        # (W, F)
                 lap("features")
-                expressions = self.a2e(torch.from_numpy(features)[None].to(self.device)).expressions[0].float()
+                expressions = a2e(torch.from_numpy(features)[None].to(self.device)).expressions[0].float()
             expressions = expressions[emitted - first:ready - first]                          # (c, K)
-            vertices = self.a2e.vertices(expressions, neutral).cpu().numpy()                 # (c, V, 3)
+            vertices = a2e.vertices(expressions, neutral).cpu().numpy()                      # (c, V, 3)
             lap("a2e")
             yield expressions.cpu().numpy(), vertices
             emitted = ready
