@@ -43,16 +43,16 @@ results: $(STAMP)
 space: $(STAMP)
 	GRADIO_ANALYTICS_ENABLED=False $(BIN)/python space_app.py --host 127.0.0.1 --port 7860
 
-# Headless Chromium + chromedriver (Debian packages) for tests/test_space_browser.py; needs root or
-# password-less sudo, otherwise that test is skipped and says why.
+# Headless Chromium + chromedriver (Debian packages) for tests/test_space_browser.py, and ffmpeg + ffprobe for
+# the Space's streamed video output; needs root or password-less sudo, otherwise those tests skip and say why.
 browser:
-	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then \
-		echo "chromium and chromedriver are installed"; \
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] && [ -x /usr/bin/ffprobe ]; then \
+		echo "chromium, chromedriver and ffmpeg are installed"; \
 	else \
 		if [ "$$(id -u)" = 0 ]; then SUDO=""; \
 		elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then SUDO="sudo -n"; \
 		else echo "warning: cannot install chromium (not root, no sudo): tests/test_space_browser.py will be skipped" >&2; exit 0; fi; \
-		$$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+		$$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver ffmpeg; \
 	fi
 
 clean:

@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import queue
 import re
 import shutil
 import tempfile
@@ -53,7 +54,8 @@ import numpy as np
 
 from memface_hub.errors import MemFaceInputError
 from memface_hub.hub import refuse_token_like
-from memface_hub.io.video import probe
+from memface_hub.io.audio import AUDIO_SAMPLE_RATE
+from memface_hub.io.video import VideoWriter, probe
 from memface_hub.pipeline import MemFacePipeline, load_speaker
 from memface_hub.speaker import SpeakerMemory
 from memface_hub.training.adapt import adapt_speaker
@@ -66,6 +68,13 @@ MOCKED_OAUTH_TOKEN = "mock-oauth-token-for-local-dev"   # what gradio's local OA
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}")
 REPO_NAME = re.compile(r"([A-Za-z0-9][\w.-]{0,95}/)?[A-Za-z0-9][\w.-]{0,95}")
 MAX_SESSION_SPEAKERS = 5
+SEGMENT_SECONDS = 1.0                    # the Generate tab streams the video in segments of this length
+
+
+def can_stream_video() -> bool:
+    """Gradio's streamed video output muxes segments with the system's ffmpeg and ffprobe (a Space gets them
+    from ``packages.txt``); without them the Generate tab shows the whole video when it is done."""
+    return shutil.which("ffmpeg") is not None and shutil.which("ffprobe") is not None
 LICENSES = ["cc-by-nc-4.0", "cc-by-4.0", "cc-by-nc-sa-4.0", "cc-by-sa-4.0", "cc0-1.0", "apache-2.0", "mit", "other"]
 EXAMPLE_TEXTS = ["Bob and Pam met by the map.", "Peter picked a pepper by the pond.",
                  "Bring me a big map, please.", "We will meet at nine in the morning."]
@@ -80,7 +89,7 @@ ADAPT_STAGES = {  # adapt_speaker's stages → (progress fraction, what the user
 # -- configuration --------------------------------------------------------------------------------
 @dataclass
 class SpaceConfig:
-    """What the Space serves and its limits. Every field but ``finetune_steps`` is a command-line flag and a
+    """What the Space serves and its limits. Every field but the ``*_steps`` is a command-line flag and a
     ``MEMFACE_SPACE_<FIELD>`` environment variable (:data:`FLAGS`)."""
 
     model: str | None = None              # pipeline folder or Hub id; None = bundled demo weights
@@ -276,6 +285,7 @@ class MemFaceSpace:
                                                 and not Path(config.model).exists() else None)
         self._speakers = _SpeakerCache()
         self.login = running_in_a_space() if config.login is None else bool(config.login)
+        self.streaming = can_stream_video()
         logger.info("MemFace Space: pipeline %s, default speaker %r (%d entries), work dir %s",
                     config.model or "bundled demo", self.default_speaker.meta.get("name"),
                     self.default_speaker.num_entries, self.work)
@@ -330,6 +340,82 @@ class MemFaceSpace:
         """``/generate``: (speaker, audio file or None, text) → (video, summary, heatmap, strip). The
         pipeline's progress bar is shown in the page (``track_tqdm``)."""
         speaker = self.resolve_speaker(speaker_choice, session)
+        speech = self._speech(audio, text)
+        path = self._new_video()
+        started = time.perf_counter()
+        try:
+            result = self.pipeline.generate_to_file(speech, speaker, path)
+        except MemFaceInputError as err:
+            raise _readable(err, "audio") from None
+        return self._finished(speaker, result, path, time.perf_counter() - started)
+
+    def generate_live(self, speaker_choice: str | None, audio: str | None, text: str | None,
+                      session: dict[str, str], progress=gr.Progress(track_tqdm=True)):
+        """The Generate tab: like :meth:`generate`, but the video is streamed while it is made — yields
+        ``(segment, …)`` for each :data:`SEGMENT_SECONDS` of frames (an mp4 with its own slice of the speech,
+        watermarked like the whole), then ``(None, video, summary, heatmap, strip)`` with the whole video."""
+        speaker = self.resolve_speaker(speaker_choice, session)
+        speech = self._speech(audio, text)
+        try:
+            waveform = self.pipeline.load_waveform(speech)                 # 16 kHz mono, loaded once
+        except MemFaceInputError as err:
+            raise _readable(err, "audio") from None
+        path = self._new_video()
+        folder = self.work / "segments" / path.stem
+        folder.mkdir(parents=True, exist_ok=True)
+        self._prune(self.work / "segments", keep=50)
+        fps = self.pipeline.frontend.fps
+        per_frame, size = AUDIO_SAMPLE_RATE / fps, max(1, round(SEGMENT_SECONDS * fps))
+        made: queue.Queue = queue.Queue()
+        buffer: list[np.ndarray] = []
+        state: dict = {"start": 0}
+
+        def flush() -> None:
+            start = state["start"]
+            segment = folder / f"{start:06d}.mp4"
+            sound = waveform[int(start * per_frame):int((start + len(buffer)) * per_frame)]
+            with VideoWriter(segment, fps=fps, audio=(sound, AUDIO_SAMPLE_RATE), crf=23) as writer:
+                for frame in buffer:
+                    writer.write(frame)
+            state["start"] += len(buffer)
+            buffer.clear()
+            made.put(str(segment))
+
+        def on_frame(frame: np.ndarray) -> None:
+            buffer.append(frame)
+            if len(buffer) >= size:
+                flush()
+
+        def work() -> None:
+            started = time.perf_counter()
+            try:
+                state["result"] = self.pipeline.generate_to_file((waveform, AUDIO_SAMPLE_RATE), speaker, path,
+                                                                 on_frame=on_frame)
+                if buffer:
+                    flush()
+                state["seconds"] = time.perf_counter() - started
+            except BaseException as err:           # handed to the request's thread, raised there
+                state["error"] = err
+            finally:
+                made.put(None)
+
+        worker = threading.Thread(target=work, name=f"generate-{path.stem}", daemon=True)
+        worker.start()
+        while (segment := made.get()) is not None:
+            yield segment, gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        worker.join()
+        if "error" in state:
+            if isinstance(state["error"], MemFaceInputError):
+                raise _readable(state["error"], "audio") from None
+            raise state["error"]
+        yield (None, *self._finished(speaker, state["result"], path, state["seconds"]))
+
+    def _new_video(self) -> Path:
+        self._prune(self.work / "videos")
+        return self.work / "videos" / f"{uuid.uuid4().hex}.mp4"
+
+    def _speech(self, audio: str | None, text: str | None):
+        """The speech to say: an uploaded or recorded file (checked), or the text spoken by espeak-ng."""
         if audio:
             try:
                 info = probe(audio)
@@ -351,15 +437,11 @@ class MemFaceSpace:
                 raise _readable(err) from None
         else:
             raise _refuse("speech: upload or record audio, or type text to be spoken")
-        name = uuid.uuid4().hex
-        path = self.work / "videos" / f"{name}.mp4"
-        self._prune(self.work / "videos")
-        started = time.perf_counter()
-        try:
-            result = self.pipeline.generate_to_file(speech, speaker, path)
-        except MemFaceInputError as err:
-            raise _readable(err, "audio") from None
-        seconds = time.perf_counter() - started
+        return speech
+
+    def _finished(self, speaker: SpeakerMemory, result, path: Path, seconds: float) -> tuple[str, dict, str, str]:
+        """(video, summary, heatmap, strip) of a finished generation."""
+        name = path.stem
         heatmap = retrieval_heatmap(result.retrievals, result.retrieval_weights, speaker.num_entries,
                                     self.work / "pictures" / f"{name}-heatmap.png")
         strip = retrieval_strip(result.retrievals, speaker.values, self.work / "pictures" / f"{name}-strip.png")
@@ -374,10 +456,13 @@ class MemFaceSpace:
 
     @staticmethod
     def _prune(folder: Path, keep: int = 200) -> None:
-        """Keep the newest ``keep`` files (gradio serves its own copy of each returned file)."""
+        """Keep the newest ``keep`` files or folders (gradio serves its own copy of each returned file)."""
         files = sorted(folder.iterdir(), key=lambda p: p.stat().st_mtime)
         for stale in files[:-keep] if len(files) > keep else []:
-            stale.unlink(missing_ok=True)
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
 
     # -- adapt ------------------------------------------------------------------------------------
     def adapt(self, video: str | None, name: str | None, consent: bool, session: dict[str, str],
@@ -517,6 +602,9 @@ class MemFaceSpace:
                                                "(used instead of the text)")
                         generate_button = gr.Button("Generate", variant="primary", elem_id="generate-button")
                     with gr.Column():
+                        live = gr.Video(label="as it is made (synthetic)", streaming=True, autoplay=True,
+                                        interactive=False, elem_id="live-video", height=420,
+                                        visible=self.streaming)
                         video = gr.Video(label="talking video (synthetic)", interactive=False, elem_id="output-video",
                                          height=420)
                         summary = gr.JSON(label="generation", elem_id="generation-summary")
@@ -572,10 +660,18 @@ class MemFaceSpace:
             speakers_json = gr.JSON(visible=False)
 
             generate_outputs = [video, summary, heatmap, strip]
-            generate_button.click(self.generate, [speaker, audio, text, session], generate_outputs,
-                                  api_name="generate", concurrency_id="generate")
-            text.submit(self.generate, [speaker, audio, text, session], generate_outputs,
-                        api_visibility="private", concurrency_id="generate")
+            if self.streaming:      # the page streams the video while it is made; /generate returns it whole
+                generate_button.click(self.generate_live, [speaker, audio, text, session], [live, *generate_outputs],
+                                      api_name="generate_live", concurrency_id="generate")
+                text.submit(self.generate_live, [speaker, audio, text, session], [live, *generate_outputs],
+                            api_visibility="private", concurrency_id="generate")
+                gr.Button(visible=False).click(self.generate, [speaker, audio, text, session], generate_outputs,
+                                               api_name="generate", concurrency_id="generate")
+            else:
+                generate_button.click(self.generate, [speaker, audio, text, session], generate_outputs,
+                                      api_name="generate", concurrency_id="generate")
+                text.submit(self.generate, [speaker, audio, text, session], generate_outputs,
+                            api_visibility="private", concurrency_id="generate")
             adapt_button.click(self.adapt, [upload, name, consent, session], [sheet, adapt_summary, session],
                                api_name="adapt", concurrency_limit=1, concurrency_id="adapt").success(
                 self.refresh_choosers, [session, adapt_summary], [speaker, share_speaker], api_visibility="private",

@@ -599,11 +599,15 @@ class MemFacePipeline:
     def generate_to_file(self, audio, speaker: SpeakerMemory | str, path: str | os.PathLike,
                          sampling_rate: int | None = None, generator: torch.Generator | None = None,
                          progress: bool | None = None, crf: int = 18,
-                         signing_key: SigningKey | None = None) -> GenerationOutput:
+                         signing_key: SigningKey | None = None,
+                         on_frame: Callable[[np.ndarray], None] | None = None) -> GenerationOutput:
         """Stream the video into ``path`` (mp4, H.264 + AAC), atomically, labelled as synthetic: an invisible
         watermark in every frame, and C2PA content credentials declaring it AI-generated, signed with
         ``signing_key`` (default: ``SigningKey.from_env()``, from ``MEMFACE_C2PA_CERT`` / ``MEMFACE_C2PA_KEY``);
-        without a key the log says the credentials were not added (see :mod:`memface_hub.provenance`)."""
+        without a key the log says the credentials were not added (see :mod:`memface_hub.provenance`).
+
+        ``on_frame``, when given, is called with each watermarked frame ``(H, W, 3)`` uint8 as soon as it is
+        written (e.g. to stream segments of the video while the rest is made, as the Space does)."""
         path = Path(path)
         signing_key = signing_key or SigningKey.from_env()       # a bad key fails here, before any work
         waveform = self.load_waveform(audio, sampling_rate)
@@ -612,9 +616,15 @@ class MemFacePipeline:
         writer = VideoWriter(path, fps=self.frontend.fps, audio=(waveform, AUDIO_SAMPLE_RATE), crf=crf,
                              metadata=metadata)
         watermark = Watermarker()
+
+        def sink(frame: np.ndarray) -> None:
+            frame = watermark(frame)
+            writer.write(frame)
+            if on_frame is not None:
+                on_frame(frame)
+
         try:
-            result = self._run(waveform, speaker, AUDIO_SAMPLE_RATE, generator, progress,
-                               sink=lambda frame: writer.write(watermark(frame)))
+            result = self._run(waveform, speaker, AUDIO_SAMPLE_RATE, generator, progress, sink=sink)
             started = time.perf_counter()
             writer.close()
             result.timings["encoding"] = result.timings.get("encoding", 0.0) + time.perf_counter() - started

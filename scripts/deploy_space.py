@@ -10,6 +10,8 @@ What goes up (and nothing else — no tests, scripts, training data or results):
   (``--model``, ``--speaker``; none when it runs on the weights bundled in the Space), ``suggested_hardware``;
   it already asks for "Sign in with Hugging Face" (``hf_oauth``, scopes ``write-repos`` + ``contribute-repos``);
 * ``requirements.txt``: ``requirements-space.txt``, the Space's own minimal requirements;
+* ``packages.txt``: the Debian packages the Space needs (``ffmpeg``, with ``ffprobe``: gradio muxes the Generate
+  tab's streamed video segments with them);
 * ``space_app.py`` and the ``memface_hub`` package as a wheel would hold it (its ``.py`` files, card templates,
   bundled demo weights and speaker, the people split JSON);
 * ``docs/space_generate.png``, ``docs/space_adapt.png``: the pictures the card shows.
@@ -72,6 +74,7 @@ def stage(folder: Path, models: list[str], hardware: str, root: Path = REPO) -> 
         shutil.copy2(source, folder / target)
     space_card(models, hardware, root).save(folder / "README.md")
     shutil.copy2(root / "requirements-space.txt", folder / "requirements.txt")
+    (folder / "packages.txt").write_text("ffmpeg\n")
     return folder
 
 

@@ -28,6 +28,7 @@ def test_the_staged_space_holds_what_the_app_runs_from_and_nothing_else(tmp_path
     assert not [name for name in files if name.startswith(("tests/", "scripts/", "outputs/", "docs/results"))
                 or "__pycache__" in name or name.endswith(".pyc")]
     assert (folder / "requirements.txt").read_text() == (REPO_ROOT / "requirements-space.txt").read_text()
+    assert "ffmpeg" in (folder / "packages.txt").read_text().split()     # gradio's streamed video output needs it
     # the staged folder is a working app on its own: its memface_hub is the one imported there
     check = ("import memface_hub, space_app, sys; "
              "assert memface_hub.__file__.startswith(sys.argv[1]), memface_hub.__file__; "
@@ -51,7 +52,7 @@ def test_deploy_creates_a_gradio_space_with_oauth_and_updates_it(hub_env, capsys
     assert repo.variables["MEMFACE_SPACE_MODEL"]["value"] == model
     api = HfApi()
     files = set(api.list_repo_files(space, repo_type="space"))
-    assert files == {".gitattributes", *deploy_space.space_files(), "README.md", "requirements.txt"}
+    assert files == {".gitattributes", *deploy_space.space_files(), "README.md", "requirements.txt", "packages.txt"}
     card = SpaceCard.load(space, repo_type="space")
     assert card.data.sdk == "gradio" and card.data.app_file == "space_app.py"
     assert card.data.hf_oauth is True and "write-repos" in card.data.hf_oauth_scopes

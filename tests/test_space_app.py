@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -264,3 +265,55 @@ def test_flags_and_environment_configure_the_space(monkeypatch):
     assert (config.min_adapt_seconds, config.finetune_seconds, config.entries) == (15.0, 30.0, 300)
     with pytest.raises(ValueError, match="min_adapt_seconds <= max_adapt_seconds"):
         space_app.SpaceConfig(min_adapt_seconds=20, max_adapt_seconds=10)
+
+
+def test_generate_streams_the_video_while_it_is_made(assets, tmp_path, tmp_path_factory):
+    import space_app
+
+    with few_threads():
+        space = space_app.MemFaceSpace(tiny_config(assets, tmp_path / "work"))
+        speech = write_wav(tmp_path / "speech.wav", tone(2.6), 16_000)             # 65 frames: 3 segments
+        # The generation waits after its first second of frames until the first segment has reached the page:
+        # if segments only came out at the end, it would wait in vain and the whole video would be there first.
+        reached_the_page, made = threading.Event(), []
+        generate_to_file = space.pipeline.generate_to_file
+
+        def held_after_one_second(*args, on_frame, **kwargs):
+            def hold(frame):
+                on_frame(frame)
+                made.append(frame)
+                if len(made) == 26:
+                    reached_the_page.wait(timeout=60)
+            return generate_to_file(*args, on_frame=hold, **kwargs)
+
+        space.pipeline.generate_to_file = held_after_one_second
+        outputs = []
+        for value in space.generate_live("demo", str(speech), "", {}):
+            if value[0] is not None and not outputs:
+                assert not list((space.work / "videos").glob("*.mp4")), "a segment came after the whole video"
+                reached_the_page.set()
+            outputs.append(value)
+        space.pipeline.generate_to_file = generate_to_file
+    *segments, final = outputs
+    assert len(segments) == 3 and final[0] is None
+    video, summary = Path(final[1]), final[2]
+    infos = [probe(segment[0]) for segment in segments]
+    assert all(info.has_video and info.has_audio for info in infos)                 # each with its speech
+    frames = [len(read_frames(segment[0])) for segment in segments]
+    assert sum(frames) == summary["frames"] == len(read_frames(video)) == 65
+    assert summary["watermarked"]
+    from memface_hub.provenance import verify_video
+
+    assert verify_video(segments[0][0]).watermark.detected                           # segments are marked too
+    if space_app.can_stream_video():            # the page's route, through gradio's streamed video output
+        from gradio_client import handle_file
+
+        space.streaming = True
+        demo, url = space.launch("127.0.0.1", None, prevent_thread_lock=True, quiet=True)
+        try:
+            job = client_for(url, tmp_path_factory).submit("demo", handle_file(str(speech)), "",
+                                                           api_name="/generate_live")
+            result = job.result()
+            assert len(read_frames(video_path(result[1]))) == 65
+        finally:
+            demo.close()
