@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -23,12 +25,13 @@ def test_adapt_to_the_real_carphone_speaker(carphone_path, tmp_path):
     assert memory.num_entries == 20 and result.memory_seconds > 0 and result.finetune_steps == 0
     assert not (result.speaker_dir / DELTA_FILE).exists()
 
-    # With fine-tuning: the delta, added to the base renderer, reproduces the tuned weights' effect.
+    # With fine-tuning: a float16 delta is stored (that it reproduces the tuned renderer is checked by
+    # tests/test_renderer.py::test_a_stored_delta_reproduces_the_tuned_renderer).
     torch.manual_seed(0)
     base = MemFaceRenderer(crop_size=64, base_channels=8, depth=2, value_channels=8, memory_dim=16).eval()
     base.save_pretrained(tmp_path / "renderer")
     tuned = adapt_speaker(carphone_path, tmp_path / "carphone_tuned", entries=16, renderer=tmp_path / "renderer",
-                          finetune_steps=3, progress=False)
+                          finetune_steps=3, held_out_check=False, progress=False)
     assert tuned.finetune_steps == 3 and (tuned.speaker_dir / DELTA_FILE).exists()
     delta = load_arrays(tuned.speaker_dir / DELTA_FILE)
     assert delta and all(array.dtype == np.float16 for array in delta.values())
@@ -41,6 +44,33 @@ def test_adapt_to_the_real_carphone_speaker(carphone_path, tmp_path):
     save_arrays(tmp_path / "bad.safetensors", delta)
     with pytest.raises(MemFaceInputError, match="stowaway"):
         apply_renderer_delta(base, tmp_path / "bad.safetensors")
+
+
+def test_finetuning_that_hurts_the_held_out_frames_is_not_kept(tiny_shards):
+    from memface_hub.data.renderer_frames import RendererFrames
+    from memface_hub.training.adapt import finetune_renderer, held_out_error
+
+    shard = sorted(path for path in tiny_shards.iterdir() if path.is_dir())[0]
+    torch.manual_seed(0)
+    base = MemFaceRenderer(crop_size=64, base_channels=8, depth=2, value_channels=8, memory_dim=16).eval()
+    state = {name: tensor.clone() for name, tensor in base.state_dict().items()}
+    frames = RendererFrames([shard], crop_size=64, frame_step=1)
+    frames.use_memory(frames.build_memory(16))
+    memory = base.memory_inputs(torch.from_numpy(frames.bank.keys), torch.from_numpy(frames.bank.patches).float() / 255)
+    error = lambda renderer: held_out_error(renderer, frames, memory, False)  # noqa: E731
+    # A learning rate far too large wrecks the decoder: unchecked, the wrecked weights are kept …
+    wrecked, _ = finetune_renderer(copy.deepcopy(base), shard, 16, steps=4, seconds=None, learning_rate=5.0,
+                                   perceptual_weight=0.0, held_out_check=False, progress=False)
+    assert error(wrecked) > error(base)
+    # … checked against the clip's held-out end, the shared renderer is kept as it was,
+    kept, steps = finetune_renderer(copy.deepcopy(base), shard, 16, steps=4, seconds=None, learning_rate=5.0,
+                                    perceptual_weight=0.0, progress=False)
+    assert steps == 4
+    assert all(torch.equal(tensor, state[name]) for name, tensor in kept.state_dict().items())
+    # and a fine-tuning that helps is kept.
+    tuned, _ = finetune_renderer(copy.deepcopy(base), shard, 16, steps=8, seconds=None, learning_rate=0.5,
+                                 perceptual_weight=0.0, progress=False)
+    assert error(tuned) < error(base)
 
 
 def test_adapt_refuses_long_or_faceless_video(tmp_path):
@@ -60,7 +90,7 @@ def tuned_speaker(carphone_path, tmp_path):
     MemFaceRenderer(crop_size=64, base_channels=8, depth=2, value_channels=8, memory_dim=16).save_pretrained(
         tmp_path / "renderer")
     adapt_speaker(carphone_path, tmp_path / "speaker", entries=12, renderer=tmp_path / "renderer",
-                  finetune_steps=2, progress=False)
+                  finetune_steps=2, held_out_check=False, progress=False)   # a delta whether or not it helps
     before = {path.name: path.read_bytes() for path in (tmp_path / "speaker").iterdir()}
     assert DELTA_FILE in before
     return tmp_path / "speaker", before

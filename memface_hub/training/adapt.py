@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -27,9 +28,9 @@ from ..arrays_io import atomic_folder, save_arrays
 from ..data.preprocess import preprocess_clip
 from ..data.renderer_frames import RendererFrames
 from ..errors import MemFaceInputError
+from ..io.video import MAX_SHORT_SIDE
 from ..renderer import MemFaceRenderer, apply_renderer_delta, renderer_delta  # noqa: F401 (re-exported)
 from ..speaker import DELTA_FILE, SPEAKER_FILE, SpeakerMemory
-from ..io.video import MAX_SHORT_SIDE
 from ..staging import temporary_directory
 from .losses import renderer_loss
 
@@ -51,9 +52,29 @@ class AdaptationResult:
 FINETUNED_MODULES = ("fuse", "up", "out")      # the decoder side: what adaptation changes
 
 
+HELD_OUT_FRACTION = 0.2        # the last part of the adaptation video judges the fine-tuning
+HELD_OUT_FRAMES = 32           # at most this many of its frames (evenly spaced) are rendered per check
+CHECKS = 8                     # held-out checks over a budget
+
+
+@torch.no_grad()
+def held_out_error(renderer: MemFaceRenderer, frames: RendererFrames, memory: dict, bf16: bool) -> float:
+    """Mean L1 of the mouth box over ``frames`` (the held-out part of the adaptation video)."""
+    top, bottom, left, right = renderer.patch_box
+    renderer.eval()
+    total, count = 0.0, 0
+    for batch in torch.utils.data.DataLoader(frames, batch_size=8):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            output = renderer(batch["target"], batch["sketch"], batch["vertices"],
+                              **{**memory, "exclude": batch["exclude"]} if memory else {})
+        error = (output.image.float() - batch["target"])[..., top:bottom, left:right].abs().mean((1, 2, 3))
+        total, count = total + float(error.sum()), count + len(error)
+    return total / max(count, 1)
+
+
 def finetune_renderer(renderer: MemFaceRenderer, shard_dir: Path, entries: int, steps: int | None,
                       seconds: float | None, learning_rate: float = 5e-5, batch_size: int = 4,
-                      perceptual_weight: float = 0.1, bf16: bool = True,
+                      perceptual_weight: float = 0.1, bf16: bool = True, held_out_check: bool = True,
                       progress: bool = True) -> tuple[MemFaceRenderer, int]:
     """Fine-tune the renderer's decoder on one speaker's frames, reading the speaker's own memory
     under the leakage rule: eq. 6 without the GAN term (L1 + perceptual on the mouth box).
@@ -62,9 +83,24 @@ def finetune_renderer(renderer: MemFaceRenderer, shard_dir: Path, entries: int, 
     stay as trained on many people, so the memory values are encoded once, each step is cheaper
     (no gradient reaches the encoder), and a few seconds of one person cannot undo what the
     renderer knows about faces. bf16 autocast where the CPU or GPU supports it.
+
+    Fine-tuning must not make things worse: the last :data:`HELD_OUT_FRACTION` of the video is held
+    out, its mouth error is measured before tuning and :data:`CHECKS` times during it, and the
+    weights of the best check are kept — the shared renderer's own, unchanged, when no check beats
+    it (a few seconds of video can be too little to learn from). ``held_out_check=False`` trains on
+    every frame and keeps the last weights.
     """
     frames = RendererFrames([shard_dir], crop_size=renderer.crop_size, frame_step=1)
     bank = frames.build_memory(entries)
+    held_out = None
+    if held_out_check and len(frames) >= 20:
+        cut = int(frames.frames[int(len(frames) * (1 - HELD_OUT_FRACTION))])
+        train_part, held_out = frames.split_at(cut)
+        spaced = np.unique(np.linspace(0, len(held_out) - 1, min(HELD_OUT_FRAMES, len(held_out))).round().astype(int))
+        held_out = held_out.take(spaced)
+        train_part.use_memory(bank)
+        held_out.use_memory(bank)
+        frames = train_part
     keys = torch.from_numpy(bank.keys)
     patches = torch.from_numpy(bank.patches).float() / 255
     for name, parameter in renderer.named_parameters():
@@ -82,9 +118,25 @@ def finetune_renderer(renderer: MemFaceRenderer, shard_dir: Path, entries: int, 
     loader = torch.utils.data.DataLoader(frames, batch_size=batch_size, shuffle=True,
                                          generator=torch.Generator().manual_seed(0))
     optimizer = torch.optim.Adam([p for p in renderer.parameters() if p.requires_grad], lr=learning_rate)
-    renderer.train()
     started, step = time.perf_counter(), 0
+    best_error = held_out_error(renderer, held_out, memory, bf16) if held_out is not None else None
+    base_error, base_state = best_error, copy.deepcopy(renderer.state_dict())
+    best_state, next_check = None, 1
     budget = steps if steps is not None else 10**9
+
+    def check() -> None:
+        """Measure the held-out error at the next of the ``CHECKS`` points of the budget; keep the best weights."""
+        nonlocal best_error, best_state, next_check
+        done = step / steps if steps is not None else (time.perf_counter() - started) / seconds
+        if held_out is None or done < next_check / CHECKS:
+            return
+        next_check = int(done * CHECKS) + 1
+        error = held_out_error(renderer, held_out, memory, bf16)
+        if error < best_error:
+            best_error, best_state = error, copy.deepcopy(renderer.state_dict())
+        renderer.train()
+
+    renderer.train()
     bar = tqdm(total=steps, disable=not progress, desc="fine-tuning renderer", unit="step")
     while step < budget and (seconds is None or time.perf_counter() - started < seconds):
         for batch in loader:
@@ -101,7 +153,19 @@ def finetune_renderer(renderer: MemFaceRenderer, shard_dir: Path, entries: int, 
             bar.set_postfix(loss=f"{loss.item():.4f}")
             if step >= budget or (seconds is not None and time.perf_counter() - started >= seconds):
                 break
+            check()
     bar.close()
+    if held_out is not None:
+        step_error = held_out_error(renderer, held_out, memory, bf16)
+        if step_error < best_error:
+            best_error, best_state = step_error, None                     # the last weights are the best
+        elif best_state is None:
+            renderer.load_state_dict(base_state)
+            logger.info("fine-tuning did not lower the held-out mouth error (%.4f); keeping the shared renderer",
+                        best_error)
+        else:
+            renderer.load_state_dict(best_state)
+        logger.info("fine-tuned renderer: held-out mouth L1 %.4f (before %.4f)", best_error, base_error)
     for parameter in renderer.parameters():
         parameter.requires_grad_(True)
     renderer.eval()
@@ -113,8 +177,10 @@ def adapt_speaker(video: str | os.PathLike, out_dir: str | os.PathLike, name: st
                   finetune_steps: int | None = None, finetune_seconds: float | None = None,
                   max_seconds: float = 60.0, progress: bool = True,
                   on_stage: Callable[[str], None] | None = None,
-                  max_short_side: int | None = MAX_SHORT_SIDE) -> AdaptationResult:
-    """Memory-only adaptation, plus renderer fine-tuning when a renderer and a budget are given.
+                  max_short_side: int | None = MAX_SHORT_SIDE, held_out_check: bool = True) -> AdaptationResult:
+    """Memory-only adaptation, plus renderer fine-tuning when a renderer and a budget are given
+    (kept only where it lowers the mouth error on the video's held-out end: see :func:`finetune_renderer`;
+    no delta is written when it does not).
 
     A video larger than ``max_short_side`` (default 1080p) is scaled down before tracking, so the stored
     template (and every later generation's output) is at most that size; ``None`` keeps its size.
@@ -149,9 +215,10 @@ def adapt_speaker(video: str | os.PathLike, out_dir: str | os.PathLike, name: st
             report("fine-tuning")
             tuned_started = time.perf_counter()
             tuned, steps = finetune_renderer(tuned, shard_dir, entries, finetune_steps, finetune_seconds,
-                                             progress=progress)
-            save_arrays(staging / DELTA_FILE, renderer_delta(renderer, tuned),
-                        metadata={"format": "memface-renderer-delta", "version": "1"})
+                                             held_out_check=held_out_check, progress=progress)
+            delta = renderer_delta(renderer, tuned)
+            if delta:                       # empty when fine-tuning did not beat the shared renderer
+                save_arrays(staging / DELTA_FILE, delta, metadata={"format": "memface-renderer-delta", "version": "1"})
             outcome.finetune_seconds = time.perf_counter() - tuned_started
             outcome.finetune_steps = steps
     logger.info("adapted speaker in %s: memory %.1f s, fine-tuning %.1f s (%d steps)", outcome.speaker_dir,
