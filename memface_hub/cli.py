@@ -450,7 +450,9 @@ def _add_adapt(commands) -> None:
         "adapt", help="adapt to a new speaker from 15-60 s of video (speaker memory + optional fine-tuning)",
         description="Preprocess the video (sound optional), build the speaker's explicit memory (Alg. 1) into "
                     "--out, and, with --renderer and a step or time budget, fine-tune the renderer on the clip "
-                    "and store the change as renderer_delta.safetensors beside the memory.")
+                    "and store the change as renderer_delta.safetensors beside the memory. With an a2e budget and "
+                    "speech in the video, the a2e model is fine-tuned on the speaker's lips too "
+                    "(a2e_delta.safetensors, kept only when it lowers the mouth error on the video's last 20 %).")
     parser.add_argument("video", help="15-60 s video of one person (only footage of people who agreed to it)")
     parser.add_argument("--out", required=True, help="speaker-memory folder to write")
     parser.add_argument("--name", default=None, help="speaker name stored in speaker.json (default: file name)")
@@ -458,6 +460,12 @@ def _add_adapt(commands) -> None:
     parser.add_argument("--renderer", default=None, help="renderer folder or Hub id to fine-tune (optional)")
     parser.add_argument("--finetune-steps", type=positive_int, default=None, help="fine-tuning step budget")
     parser.add_argument("--finetune-seconds", type=positive_float, default=None, help="fine-tuning time budget")
+    parser.add_argument("--a2e", default=None,
+                        help="a2e model folder or Hub id to adapt (default: the bundled demo pipeline's a2e)")
+    parser.add_argument("--a2e-finetune-steps", type=positive_int, default=None,
+                        help="a2e fine-tuning step budget (needs speech in the video)")
+    parser.add_argument("--a2e-finetune-seconds", type=positive_float, default=None,
+                        help="a2e fine-tuning time budget (needs speech in the video)")
     parser.add_argument("--max-seconds", type=positive_float, default=60.0, help="refuse longer videos (default: 60)")
     parser.add_argument("--max-resolution", type=positive_int, default=1080,
                         help="scale larger videos down to this many lines (short side; 1080: a 4K video is stored "
@@ -473,11 +481,14 @@ def _run_adapt(args) -> int:
 
     result = adapt_speaker(args.video, args.out, name=args.name, entries=args.entries, renderer=args.renderer,
                            finetune_steps=args.finetune_steps, finetune_seconds=args.finetune_seconds,
-                           max_seconds=args.max_seconds, max_short_side=args.max_resolution)
+                           max_seconds=args.max_seconds, max_short_side=args.max_resolution, a2e=args.a2e,
+                           a2e_finetune_steps=args.a2e_finetune_steps, a2e_finetune_seconds=args.a2e_finetune_seconds)
     print(json.dumps({"speaker": str(Path(result.speaker_dir).resolve()),
                       "memory_seconds": round(result.memory_seconds, 2),
                       "finetune_seconds": round(result.finetune_seconds, 2),
-                      "finetune_steps": result.finetune_steps}, indent=1))
+                      "finetune_steps": result.finetune_steps,
+                      "a2e_finetune_seconds": round(result.a2e_finetune_seconds, 2),
+                      "a2e_finetune_steps": result.a2e_finetune_steps, "a2e_adapted": result.a2e_adapted}, indent=1))
     return 0
 
 

@@ -32,6 +32,7 @@ from ..io.video import MAX_SHORT_SIDE
 from ..renderer import MemFaceRenderer, apply_renderer_delta, renderer_delta  # noqa: F401 (re-exported)
 from ..speaker import DELTA_FILE, SPEAKER_FILE, SpeakerMemory
 from ..staging import temporary_directory
+from .adapt_a2e import adapt_a2e, load_a2e
 from .losses import renderer_loss
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,9 @@ class AdaptationResult:
     memory_seconds: float
     finetune_seconds: float = 0.0
     finetune_steps: int = 0
+    a2e_finetune_seconds: float = 0.0
+    a2e_finetune_steps: int = 0
+    a2e_adapted: bool = False        # a2e_delta.safetensors was written (speech, a budget, a held-out gain)
 
 
 FINETUNED_MODULES = ("fuse", "up", "out")      # the decoder side: what adaptation changes
@@ -177,13 +181,19 @@ def adapt_speaker(video: str | os.PathLike, out_dir: str | os.PathLike, name: st
                   finetune_steps: int | None = None, finetune_seconds: float | None = None,
                   max_seconds: float = 60.0, progress: bool = True,
                   on_stage: Callable[[str], None] | None = None,
-                  max_short_side: int | None = MAX_SHORT_SIDE, held_out_check: bool = True) -> AdaptationResult:
+                  max_short_side: int | None = MAX_SHORT_SIDE, held_out_check: bool = True,
+                  a2e=None, a2e_finetune_steps: int | None = None,
+                  a2e_finetune_seconds: float | None = None) -> AdaptationResult:
     """Memory-only adaptation, plus renderer fine-tuning when a renderer and a budget are given
     (kept only where it lowers the mouth error on the video's held-out end: see :func:`finetune_renderer`;
     no delta is written when it does not).
 
     A video larger than ``max_short_side`` (default 1080p) is scaled down before tracking, so the stored
     template (and every later generation's output) is at most that size; ``None`` keeps its size.
+
+    With an a2e budget (``a2e_finetune_steps`` / ``a2e_finetune_seconds``) and speech in the video, the a2e
+    model (``a2e``: a model, a folder or Hub id; default the bundled one) is fine-tuned on the speaker's lips
+    too and stored as ``a2e_delta.safetensors`` when it lowers the held-out error (training/adapt_a2e.py).
 
     ``on_stage``, when given, is called with each stage's name as it starts (``"tracking"``,
     ``"memory"``, ``"fine-tuning"`` when there is one) and with ``"done"`` at the end: what a UI
@@ -199,6 +209,7 @@ def adapt_speaker(video: str | os.PathLike, out_dir: str | os.PathLike, name: st
     finetune = renderer is not None and bool(finetune_steps or finetune_seconds)
     if finetune and not isinstance(renderer, MemFaceRenderer):
         renderer = MemFaceRenderer.from_pretrained(renderer)           # a bad --renderer fails before any work
+    a2e = load_a2e(a2e) if a2e_finetune_steps or a2e_finetune_seconds else None    # a bad --a2e too
     # Everything is built in a staging folder renamed over ``out_dir`` at the end: an interruption or an
     # error leaves the previous speaker (and its delta) as it was.
     with temporary_directory("memface-adapt-") as work, atomic_folder(out_dir) as staging:
@@ -221,6 +232,14 @@ def adapt_speaker(video: str | os.PathLike, out_dir: str | os.PathLike, name: st
                 save_arrays(staging / DELTA_FILE, delta, metadata={"format": "memface-renderer-delta", "version": "1"})
             outcome.finetune_seconds = time.perf_counter() - tuned_started
             outcome.finetune_steps = steps
+        if a2e is not None:                 # the speaker's own lip motion, when the video has speech
+            if not finetune:
+                report("fine-tuning")
+            tuned_a2e = adapt_a2e(a2e, shard_dir, staging, a2e_finetune_steps, a2e_finetune_seconds,
+                                  held_out_check=held_out_check, progress=progress)
+            if tuned_a2e is not None:
+                outcome.a2e_finetune_seconds, outcome.a2e_finetune_steps = tuned_a2e.seconds, tuned_a2e.steps
+                outcome.a2e_adapted = tuned_a2e.kept
     logger.info("adapted speaker in %s: memory %.1f s, fine-tuning %.1f s (%d steps)", outcome.speaker_dir,
                 outcome.memory_seconds, outcome.finetune_seconds, outcome.finetune_steps)
     report("done")
