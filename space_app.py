@@ -103,6 +103,8 @@ class SpaceConfig:
     entries: int = 300                    # speaker-memory entries (N, paper Sec. 3.3)
     finetune_seconds: float = 30.0        # renderer fine-tuning budget per adaptation (0: memory only)
     finetune_steps: int | None = None     # ... or a step budget (tests)
+    a2e_finetune_seconds: float = 15.0    # a2e fine-tuning budget when the video has speech (0: none)
+    a2e_finetune_steps: int | None = None  # ... or a step budget (tests)
     concurrency: int = 1                  # generations at once (queue's default concurrency limit)
     queue_size: int = 64                  # waiting requests beyond this are told the queue is full
     base_model: str | None = None         # pipeline repo named in shared speakers' cards
@@ -135,6 +137,8 @@ FLAGS = [  # SpaceConfig fields settable from the command line / MEMFACE_SPACE_<
     ("max_file_size", str, "largest upload, e.g. 200mb (refused by gradio before it reaches the app)"),
     ("entries", int, "speaker-memory entries per adapted speaker"),
     ("finetune_seconds", float, "renderer fine-tuning budget per adaptation in seconds (0: memory only)"),
+    ("a2e_finetune_seconds", float, "a2e fine-tuning budget per adaptation in seconds, when the video has speech "
+                                    "(0: none)"),
     ("concurrency", int, "generations running at once"),
     ("queue_size", int, "most requests waiting in the queue"),
     ("base_model", str, "pipeline Hub repo named in shared speakers' cards (default: --model when a Hub id)"),
@@ -496,11 +500,15 @@ class MemFaceSpace:
         started = time.perf_counter()
         progress(0.0, desc="starting")
         finetune = bool(config.finetune_steps or config.finetune_seconds)
+        a2e_finetune = bool(config.a2e_finetune_steps or config.a2e_finetune_seconds)
         try:
             result = adapt_speaker(video, folder, name=name, entries=config.entries,
                                    renderer=self.pipeline.renderer if finetune else None,
                                    finetune_steps=config.finetune_steps,
                                    finetune_seconds=config.finetune_seconds or None,
+                                   a2e=self.pipeline.a2e if a2e_finetune else None,
+                                   a2e_finetune_steps=config.a2e_finetune_steps if a2e_finetune else None,
+                                   a2e_finetune_seconds=(config.a2e_finetune_seconds or None) if a2e_finetune else None,
                                    max_seconds=config.max_adapt_seconds + 0.5, progress=False,
                                    on_stage=lambda stage: progress(*ADAPT_STAGES[stage]))
         except MemFaceInputError as err:
@@ -513,6 +521,8 @@ class MemFaceSpace:
         summary = {"speaker": value, "entries": speaker.num_entries, "video_seconds": round(info.duration, 2),
                    "memory_seconds": round(result.memory_seconds, 2),
                    "finetune_seconds": round(result.finetune_seconds, 2), "finetune_steps": result.finetune_steps,
+                   "a2e_finetune_seconds": round(result.a2e_finetune_seconds, 2),
+                   "a2e_finetune_steps": result.a2e_finetune_steps, "a2e_adapted": result.a2e_adapted,
                    "total_seconds": round(time.perf_counter() - started, 2)}
         logger.info("adapted speaker %r: %s", name, summary)
         return str(sheet), summary, session
