@@ -56,7 +56,7 @@ from memface_hub.errors import MemFaceInputError
 from memface_hub.hub import refuse_token_like
 from memface_hub.io.audio import AUDIO_SAMPLE_RATE
 from memface_hub.io.video import VideoWriter, probe
-from memface_hub.pipeline import MemFacePipeline, load_speaker
+from memface_hub.pipeline import MemFacePipeline, fast_dtype, load_speaker
 from memface_hub.speaker import SpeakerMemory
 from memface_hub.training.adapt import adapt_speaker
 
@@ -280,7 +280,8 @@ class MemFaceSpace:
 
     def __init__(self, config: SpaceConfig):
         self.config = config
-        self.pipeline = MemFacePipeline.from_pretrained(config.model, max_audio_seconds=config.max_audio_seconds)
+        self.pipeline = MemFacePipeline.from_pretrained(config.model, max_audio_seconds=config.max_audio_seconds,
+                                                        torch_dtype=fast_dtype("cpu"))
         self.default_speaker = load_speaker(config.speaker)
         self.work = Path(config.work_dir or tempfile.mkdtemp(prefix="memface-space-")).resolve()
         for folder in ("speakers", "videos", "pictures"):

@@ -180,11 +180,11 @@ def _add_demo(commands) -> None:
 
 
 def _run_demo(args) -> int:
-    from .pipeline import MemFacePipeline, load_speaker
+    from .pipeline import MemFacePipeline, fast_dtype, load_speaker
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    pipe = MemFacePipeline.from_pretrained()
+    pipe = MemFacePipeline.from_pretrained(torch_dtype=fast_dtype("cpu"))
     result = pipe.generate_to_file(pipe.speak(args.text), load_speaker("demo"), out / "demo.mp4", progress=True)
     strip = _frame_strip(out / "demo.mp4", out / "demo_strip.png")
     print(json.dumps({"video": str(result.path.resolve()), "strip": str(strip.resolve()),
@@ -224,6 +224,9 @@ def _add_generate(commands) -> None:
                         help="pipeline folder or Hub repo id (default: the bundled demo weights)")
     parser.add_argument("--voice", default="en-us", help="espeak-ng voice for --text (default: en-us)")
     parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, mps (default: cpu)")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
+                        help="the renderer's dtype; auto: bfloat16 where the device computes it natively (CPUs with "
+                             "avx512-bf16 or AMX, recent GPUs), else float32 (default: auto)")
     parser.add_argument("--max-seconds", type=positive_float, default=900.0,
                         help="refuse audio longer than this many seconds (default: 900)")
     parser.add_argument("--c2pa-cert", default=None,
@@ -234,7 +237,9 @@ def _add_generate(commands) -> None:
 
 
 def _run_generate(args) -> int:
-    from .pipeline import MemFacePipeline, load_speaker
+    import torch
+
+    from .pipeline import MemFacePipeline, fast_dtype, load_speaker
     from .provenance import SigningKey
 
     out = Path(args.out)
@@ -246,7 +251,9 @@ def _run_generate(args) -> int:
         raise MemFaceInputError("--c2pa-key" if args.c2pa_cert else "--c2pa-cert",
                                 "missing; signing needs both --c2pa-cert and --c2pa-key")
     signing_key = SigningKey.from_files(args.c2pa_cert, args.c2pa_key) if args.c2pa_cert else SigningKey.from_env()
-    pipe = MemFacePipeline.from_pretrained(args.model, device=args.device, max_audio_seconds=args.max_seconds)
+    dtype = fast_dtype(args.device) if args.dtype == "auto" else getattr(torch, args.dtype)
+    pipe = MemFacePipeline.from_pretrained(args.model, device=args.device, torch_dtype=dtype,
+                                           max_audio_seconds=args.max_seconds)
     audio = pipe.speak(args.text, voice=args.voice) if args.text is not None else args.audio
     speaker = load_speaker(args.speaker)
     result = pipe.generate_to_file(audio, speaker, out, progress=True, signing_key=signing_key)

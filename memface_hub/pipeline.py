@@ -88,6 +88,21 @@ class GenerationOutput:
     content_credentials: bool = False  # it holds signed C2PA credentials (needs a signing key)
 
 
+def fast_dtype(device: str | torch.device = "cpu") -> torch.dtype:
+    """The renderer dtype for real time on ``device``: bfloat16 where it is computed natively (CPUs with
+    avx512-bf16 or AMX through oneDNN — about 2x faster than float32 here, 43 dB from its output — and CUDA
+    devices with bf16), else float32."""
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        return torch.float32                   # not a device: MemFacePipeline.to says so, in one line
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
+    if device.type == "cpu":
+        return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else torch.float32
+    return torch.float32
+
+
 def load_speaker(name_or_path: str | os.PathLike | SpeakerMemory, **hub_kwargs) -> SpeakerMemory:
     """``"demo"`` (the bundled demo speaker), a speaker-memory folder, or a Hub repo id; keywords go to
     :meth:`SpeakerMemory.from_pretrained` (``revision``, ``token``, ``max_short_side`` …)."""
@@ -190,7 +205,8 @@ class MemFacePipeline:
         if a2e.num_mouth_vertices != renderer.num_mouth_vertices:
             raise ValueError(f"a2e predicts {a2e.num_mouth_vertices} mouth vertices, "
                              f"the renderer reads {renderer.num_mouth_vertices}")
-        self.a2e, self.renderer = a2e.eval(), renderer.eval()
+        # channels-last convolutions: oneDNN's fast layout on CPUs (about 1.6x here in float32, 1.25x in bf16)
+        self.a2e, self.renderer = a2e.eval(), renderer.eval().to(memory_format=torch.channels_last)
         self.frontend = frontend or build_frontend(a2e.frontend or "mel")
         if self.frontend.feature_dim != a2e.feature_dim:
             raise ValueError(f"front end {self.frontend.name} gives {self.frontend.feature_dim} features, "
@@ -332,7 +348,7 @@ class MemFacePipeline:
         self.device = device if device is not None else self.device
         self.dtype = dtype or self.dtype
         self.a2e.to(self.device)
-        self.renderer.to(self.device, self.dtype)
+        self.renderer.to(self.device, self.dtype).to(memory_format=torch.channels_last)
         self._speaker_cache.clear()
         self._a2e_cache.clear()
         return self

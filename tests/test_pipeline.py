@@ -16,7 +16,14 @@ from memface_hub.a2e import MemFaceAudioToExpression
 from memface_hub.errors import MemFaceInputError
 from memface_hub.io import read_frames
 from memface_hub.io.video import SYNTHETIC_LABEL, ffmpeg_exe, probe
-from memface_hub.pipeline import DEMO_PIPELINE, DEMO_SPEAKER, MemFacePipeline, load_speaker, pingpong_indices
+from memface_hub.pipeline import (
+    DEMO_PIPELINE,
+    DEMO_SPEAKER,
+    MemFacePipeline,
+    fast_dtype,
+    load_speaker,
+    pingpong_indices,
+)
 from memface_hub.renderer import MemFaceRenderer
 from memface_hub.speaker import SpeakerMemory
 
@@ -217,6 +224,14 @@ def test_to_keeps_what_it_is_not_given(pipe):
         moved.to(torch.int64)
     with pytest.raises(TypeError):
         moved.to(3)
+    # the renderer's convolutions stay in oneDNN's channels-last layout through every move
+    weight = moved.renderer.stem[0].weight
+    assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+
+
+def test_fast_dtype_is_bfloat16_only_where_it_is_native():
+    assert fast_dtype("cpu") == (torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else torch.float32)
+    assert fast_dtype("not-a-device") == torch.float32 and fast_dtype("meta") == torch.float32
 
 
 def test_from_pretrained_takes_the_diffusers_keywords_and_half_checkpoints(pipe, tmp_path):

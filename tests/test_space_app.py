@@ -18,6 +18,7 @@ import torch
 
 from conftest import tone, write_video
 from memface_hub.a2e import MemFaceAudioToExpression
+from memface_hub.io import read_frames
 from memface_hub.io.audio import write_wav
 from memface_hub.io.video import concatenate_videos, probe
 from memface_hub.pipeline import MemFacePipeline

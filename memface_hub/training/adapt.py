@@ -222,12 +222,13 @@ def adapt_speaker(video: str | os.PathLike, out_dir: str | os.PathLike, name: st
         memory.save_pretrained(staging)
         outcome = AdaptationResult(out_dir, time.perf_counter() - started)
         if finetune:
-            tuned = copy.deepcopy(renderer)
+            base = copy.deepcopy(renderer).float().to(memory_format=torch.contiguous_format)  # trains in float32
+            tuned = copy.deepcopy(base)
             report("fine-tuning")
             tuned_started = time.perf_counter()
             tuned, steps = finetune_renderer(tuned, shard_dir, entries, finetune_steps, finetune_seconds,
                                              held_out_check=held_out_check, progress=progress)
-            delta = renderer_delta(renderer, tuned)
+            delta = renderer_delta(base, tuned)
             if delta:                       # empty when fine-tuning did not beat the shared renderer
                 save_arrays(staging / DELTA_FILE, delta, metadata={"format": "memface-renderer-delta", "version": "1"})
             outcome.finetune_seconds = time.perf_counter() - tuned_started
