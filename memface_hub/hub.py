@@ -9,7 +9,6 @@ naming them, before anything reaches ``load_state_dict``.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re

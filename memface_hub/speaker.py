@@ -191,8 +191,8 @@ class SpeakerMemory:
                 shutil.copyfile(template, staging / TEMPLATE_FILE)
             else:                                  # from the source video, or scaled down to the bound
                 with VideoWriter(staging / TEMPLATE_FILE, fps=self.meta["fps"]) as writer:
-                    for index, frame in enumerate(iter_frames(template, fps=self.meta["fps"],
-                                                              max_frames=len(self.poses), size=self.template_size)):
+                    for frame in iter_frames(template, fps=self.meta["fps"], max_frames=len(self.poses),
+                                             size=self.template_size):
                         writer.write(_even(frame))
             (staging / SPEAKER_FILE).write_text(json.dumps(self.meta, indent=1))
         self.template_path, self.template_size = directory / TEMPLATE_FILE, None

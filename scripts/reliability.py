@@ -304,7 +304,8 @@ def summarise(cases: list[Case]) -> dict:
     return {"cases": len(cases), "ok": sum(c.outcome == "ok" for c in cases),
             "clear_errors": sum(c.outcome == "clear error" for c in cases),
             "interrupted_cleanly": sum(c.outcome == "interrupted" for c in cases),
-            "tracebacks": sum(c.outcome == "traceback" for c in cases), "hangs": sum(c.outcome == "hang" for c in cases),
+            "tracebacks": sum(c.outcome == "traceback" for c in cases),
+            "hangs": sum(c.outcome == "hang" for c in cases),
             "other_failures": sum(c.outcome.startswith("exit") for c in cases),
             "half_written_outputs": sum(c.half_written for c in cases),
             "leftovers": sum(len(c.leftovers) for c in cases), "secrets_in_logs": sum(c.secrets for c in cases),
@@ -317,7 +318,8 @@ def table(cases: list[Case]) -> str:
             "|---|---|---|---|---|---|---|---|"]
     for case in cases:
         said = case.message.replace("|", "\\|")[:140]
-        rows.append(f"| {case.name} | {case.kind} | {case.outcome} | {case.peak_rss_mb:.0f} | {case.peak_temp_mb:.0f} | "
+        rows.append(f"| {case.name} | {case.kind} | {case.outcome} | {case.peak_rss_mb:.0f} | "
+                    f"{case.peak_temp_mb:.0f} | "
                     f"{'yes' if case.half_written else 'no'} | {len(case.leftovers)} | {said} |")
     return "\n".join(rows)
 
@@ -351,7 +353,8 @@ def main() -> int:
     summary = result["summary"]
     body = (f"`python scripts/reliability.py` then `python scripts/reliability.py --4k` (commit "
             f"`{result['git_commit']}`): {summary['cases']} cases, {summary['clear_errors']} clear one-line errors, "
-            f"{summary['ok']} ran fine, {summary['interrupted_cleanly']} interrupted cleanly; **{summary['tracebacks']} "
+            f"{summary['ok']} ran fine, {summary['interrupted_cleanly']} interrupted cleanly; "
+            f"**{summary['tracebacks']} "
             f"tracebacks, {summary['hangs']} hangs, {summary['half_written_outputs']} half-written outputs, "
             f"{summary['leftovers']} leftovers, {summary['secrets_in_logs']} secrets in logs**.\n\n" + table(cases))
     write_markdown_section(args.readme, "reliability", "Reliability (`docs/results/reliability.json`)", body)

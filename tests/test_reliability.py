@@ -71,7 +71,8 @@ def test_every_artifact_json_is_size_depth_and_type_checked(tmp_path, content, p
     pipeline = copy_folder(DEMO_PIPELINE, tmp_path / "pipeline")
     speaker = copy_folder(DEMO_SPEAKER, tmp_path / "speaker")
     for path, load in ((pipeline / "model_index.json", lambda: MemFacePipeline.from_pretrained(pipeline)),
-                       (pipeline / "a2e" / "config.json", lambda: MemFaceAudioToExpression.from_pretrained(pipeline / "a2e")),
+                       (pipeline / "a2e" / "config.json",
+                        lambda: MemFaceAudioToExpression.from_pretrained(pipeline / "a2e")),
                        (speaker / "speaker.json", lambda: SpeakerMemory.from_pretrained(speaker))):
         original = path.read_bytes()
         path.write_text(content, encoding="utf-8", errors="surrogateescape")
@@ -86,7 +87,8 @@ def test_every_artifact_json_is_size_depth_and_type_checked(tmp_path, content, p
      "frontend.model_name_or_path"),
     ({"name": "deepspeech", "model_name_or_path": "someone/pickled-model", "window": 16, "device": "cpu",
       "resample": False}, "frontend.model_name_or_path"),
-    ({"name": "wav2vec2", "model_name_or_path": "facebook/wav2vec2-base-960h", "revision": "main"}, "frontend.revision"),
+    ({"name": "wav2vec2", "model_name_or_path": "facebook/wav2vec2-base-960h", "revision": "main"},
+     "frontend.revision"),
     ({"name": "whisper"}, "frontend.name"),
     ({"name": "mel", "n_mels": 10**9}, "frontend.n_mels"),
     ({"name": "wav2vec2", "model_name_or_path": "facebook/wav2vec2-base-960h", "device": "cuda; rm -rf /"},

@@ -23,8 +23,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..errors import MemFaceInputError
 from ..artifact_json import check_config
+from ..errors import MemFaceInputError
 from .base import AudioFrontEnd, cache_key, cached_features, validate_waveform
 from .deepspeech import DeepSpeechFrontEnd
 from .mel import MelFrontEnd
@@ -99,6 +99,7 @@ def build_frontend(name_or_config: str | dict[str, Any], **kwargs: Any) -> Audio
 
 
 __all__ = [
-    "ARTIFACT_FRONTEND_FIELDS", "FRONTENDS", "PHONES", "check_artifact_frontend", "AudioFrontEnd", "DeepSpeechFrontEnd", "MelFrontEnd", "PhonemeFrontEnd",
+    "ARTIFACT_FRONTEND_FIELDS", "FRONTENDS", "PHONES", "check_artifact_frontend", "AudioFrontEnd",
+    "DeepSpeechFrontEnd", "MelFrontEnd", "PhonemeFrontEnd",
     "Wav2Vec2FrontEnd", "build_frontend", "cache_key", "cached_features", "validate_waveform",
 ]
