@@ -49,7 +49,7 @@ def tiny_config(assets: dict[str, Path], work: Path, **overrides):
 
     settings = dict(model=str(assets["pipeline"]), speaker=str(assets["speaker"]), work_dir=str(work),
                     min_adapt_seconds=1.0, max_adapt_seconds=6.0, max_audio_seconds=8.0, max_file_size="3mb",
-                    entries=16, finetune_seconds=0.0, finetune_steps=2)
+                    entries=16, finetune_seconds=0.0, finetune_steps=2, a2e_finetune_seconds=0.0, a2e_finetune_steps=2)
     settings.update(overrides)
     return space_app.SpaceConfig(**settings)
 
@@ -125,6 +125,7 @@ def test_adapt_then_generate_with_the_adapted_speaker(adapted, app_url, tmp_path
     # the adapted speaker: selectable in Generate, its memory shown as a contact sheet
     assert summary["speaker"] == "adapted:alice"
     assert summary["entries"] == 16 and summary["finetune_steps"] == 2
+    assert summary["a2e_finetune_steps"] == 2          # the clip has speech: the a2e model was fine-tuned too
     assert abs(summary["video_seconds"] - ADAPT_CLIP_SECONDS) < 0.1
     image = cv2.imread(str(sheet))
     assert image is not None and image.shape[0] > 0 and image.std() > 1
