@@ -176,6 +176,13 @@ def _readable(err: MemFaceInputError, label: str | None = None) -> gr.Error:
     return gr.Error(f"{source}: {err.problem}", title="Input not usable", print_exception=False)
 
 
+def _plain_text(value, label: str) -> str | None:
+    """A handler's text or file-path input as it must be: a string or nothing (an API caller can send any JSON)."""
+    if value is not None and not isinstance(value, str):
+        raise _refuse(f"{label}: expected text, got a JSON {type(value).__name__}")
+    return value
+
+
 def _refuse(message: str) -> gr.Error:
     return gr.Error(message, title="Input not usable", print_exception=False)
 
@@ -313,7 +320,7 @@ class MemFaceSpace:
         return [value for _, value in self.choices(session or {})]
 
     def resolve_speaker(self, choice: str | None, session: dict[str, str]) -> SpeakerMemory:
-        choice = (choice or "").strip()
+        choice = (_plain_text(choice, "speaker") or "").strip()
         if choice in ("", DEFAULT_CHOICE):
             return self.default_speaker
         if choice.startswith(ADAPTED_PREFIX):
@@ -421,6 +428,7 @@ class MemFaceSpace:
 
     def _speech(self, audio: str | None, text: str | None):
         """The speech to say: an uploaded or recorded file (checked), or the text spoken by espeak-ng."""
+        audio, text = _plain_text(audio, "audio"), _plain_text(text, "text")
         if audio:
             try:
                 info = probe(audio)

@@ -173,6 +173,7 @@ def test_bad_input_is_a_readable_error_and_the_app_keeps_serving(app_url, assets
         (("demo", None, "   "), "/generate", r"upload or record audio, or type text"),
         (("adapted:nobody", None, "Hello."), "/generate", r"no speaker 'nobody' was adapted in this session"),
         (("../../etc", None, "Hello."), "/generate", r"neither a speaker of this session nor a Hub repo id"),
+        (({"name": "demo"}, None, "Hello."), "/generate", r"speaker: expected text, got a JSON dict"),
     ]
     for arguments, endpoint, message in cases:
         with pytest.raises(AppError, match=message):
