@@ -47,6 +47,7 @@ from torch import nn
 
 from .arrays_io import load_arrays
 from .errors import MemFaceInputError
+from .explicit_memory import EncodedMemory
 from .face.crop import CropLayout, feathered_mask
 from .face.landmarks import MOUTH_VERTICES
 from .hub import StrictHubMixin
@@ -235,17 +236,22 @@ class MemFaceRenderer(nn.Module, StrictHubMixin, library_name="memface_hub",
             raise ValueError("encode_memory needs memory='explicit'")
         return self.patch_encoder(self.normalise_patches(patches))
 
+    def encode(self, keys: torch.Tensor, patches: torch.Tensor) -> EncodedMemory:
+        """A speaker's keys ``(N, V, 3)`` and patches ``(N, 3, h, w)`` in [0, 1] → the
+        :class:`~memface_hub.explicit_memory.EncodedMemory` :meth:`forward` reads (encoded here, so
+        gradients reach ``W_v``)."""
+        if self.memory_kind != "explicit":
+            raise ValueError("encode needs memory='explicit'")
+        return EncodedMemory(keys, self.encode_memory(patches),
+                             self.normalise_patches(patches) if self.memory_image else None)
+
     def memory_inputs(self, keys: torch.Tensor, patches: torch.Tensor,
-                      exclude: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Keyword arguments for :meth:`forward` from a speaker's keys ``(N, V, 3)`` and patches
-        ``(N, 3, h, w)`` in [0, 1] (encoded here, so gradients reach ``W_v``); empty without an
-        explicit memory."""
+                      exclude: torch.Tensor | None = None) -> dict:
+        """Keyword arguments for :meth:`forward` (``memory``, ``exclude``) from a speaker's keys and
+        patches (:meth:`encode`); empty without an explicit memory."""
         if self.memory_kind != "explicit":
             return {}
-        inputs = {"memory_keys": keys, "memory_values": self.encode_memory(patches), "exclude": exclude}
-        if self.memory_image:
-            inputs["memory_patches"] = self.normalise_patches(patches)
-        return inputs
+        return {"memory": self.encode(keys, patches), "exclude": exclude}
 
     @torch.no_grad()
     def speaker_memory_inputs(self, keys: np.ndarray | torch.Tensor, values: np.ndarray | torch.Tensor
@@ -262,35 +268,33 @@ class MemFaceRenderer(nn.Module, StrictHubMixin, library_name="memface_hub",
         if patches.shape[-2:] != (bottom - top, right - left):
             patches = F.interpolate(patches, size=(bottom - top, right - left), mode="bilinear",
                                     align_corners=False, antialias=True)
-        inputs = self.memory_inputs(keys, patches.to(dtype))
-        inputs.pop("exclude")
-        return inputs
+        return {"memory": self.encode(keys, patches.to(dtype))}
 
     # -- the model -------------------------------------------------------------------------------
     def forward(self, template: torch.Tensor, sketch: torch.Tensor, vertices: torch.Tensor,
-                memory_keys: torch.Tensor | None = None, memory_values: torch.Tensor | None = None,
-                exclude: torch.Tensor | None = None, match_seam: bool = False,
-                memory_patches: torch.Tensor | None = None) -> RendererOutput:
+                memory: EncodedMemory | None = None, exclude: torch.Tensor | None = None,
+                match_seam: bool = False) -> RendererOutput:
         """template, sketch ``(B, 3, S, S)`` in [0, 1]; vertices ``(B, V, 3)`` predicted mouth
-        vertices (the query); memory_keys ``(N, V, 3)`` and memory_values ``(N, C, hb, wb)``
-        (from :meth:`encode_memory`) for the explicit memory, and with ``memory_image`` its patches
-        ``(N, 3, h, w)`` (from :meth:`normalise_patches`: the attention-weighted patch is given to
-        the encoder at full resolution, so the mouth's detail need not pass the bottleneck); exclude
-        ``(B, N)`` entries a frame must not read (its own frame ±2 during training: the leakage
-        rule); use :meth:`memory_inputs` / :meth:`speaker_memory_inputs` to make them. ``match_seam`` (for
+        vertices (the query); ``memory``: the speaker's explicit memory from :meth:`encode` (keys,
+        values through ``W_v`` and, with ``memory_image``, the patches: the attention-weighted patch
+        is given to the encoder at full resolution, so the mouth's detail need not pass the
+        bottleneck); exclude ``(B, N)`` entries a frame must not read (its own frame ±2 during
+        training: the leakage rule, :func:`memface_hub.explicit_memory.leakage_mask`);
+        :meth:`memory_inputs` / :meth:`speaker_memory_inputs` make both as keyword arguments. ``match_seam`` (for
         generation, where the template is another frame, never in training, where it is the target)
         shifts the output's mean colour to the template's in the band where they are blended."""
         # 1. read the memory with the predicted vertices (the query needs nothing else)
         attention, retrieved = None, None
         query = vertices.flatten(1)[:, None]                                      # (B, 1, V*3)
         if self.memory_kind == "explicit":
-            if memory_keys is None or memory_values is None:
-                raise ValueError("the explicit-memory renderer needs memory_keys and memory_values")
-            if self.memory_image and memory_patches is None:
-                raise ValueError("this renderer reads memory_patches too: pass renderer.memory_inputs(...)")
-            read = self.reader(query, memory_keys.flatten(1), memory_values,
+            if memory is None:
+                raise ValueError("the explicit-memory renderer needs a memory: pass renderer.encode(keys, patches)")
+            if self.memory_image and memory.patches is None:
+                raise ValueError("this renderer reads the memory's patches too: make the memory with renderer.encode")
+            memory_patches = memory.patches
+            read = self.reader(query, memory.keys.flatten(1), memory.values,
                                None if exclude is None else exclude[:, None],
-                               self.distance_prior(query, memory_keys.flatten(1)))
+                               self.distance_prior(query, memory.keys.flatten(1)))
             patch_features, attention = read.read[:, 0], read.attention[:, 0]    # (B, C, hb, wb), (B, N)
             if self.memory_image:                                                  # (B, 3, h, w)
                 retrieved = (attention.to(memory_patches.dtype) @ memory_patches.flatten(1)).view(

@@ -37,6 +37,7 @@ from .a2e import A2E_DELTA_FILE
 from .arrays_io import atomic_folder, check_arrays, load_arrays, save_arrays, write_text_atomic
 from .artifact_json import read_json_file
 from .errors import MemFaceInputError
+from .explicit_memory import farthest_point_selection  # noqa: F401 (Alg. 1; re-exported)
 from .face.crop import CropLayout
 from .face.landmarks import MOUTH_VERTICES
 from .hub import hub_file_list, refuse_token_like
@@ -75,38 +76,6 @@ GATED_PROMPT = ("This repository holds a real person's likeness (a MemFace speak
                 "deception are not allowed.")
 GATED_FIELDS = {"Purpose of use": "text", "Affiliation": "text",
                 "I will not use this likeness to impersonate or deceive anyone": "checkbox"}
-
-
-def farthest_point_selection(vertices: np.ndarray, count: int, valid: np.ndarray | None = None,
-                             start: int | None = None) -> np.ndarray:
-    """Alg. 1: greedy farthest-point selection by RMS distance between mouth shapes.
-
-    vertices ``(T, V, 3)``; returns ``(min(count, #valid),)`` frame indices. Starts from ``start``
-    (default: the valid frame closest to the mean shape); each step adds the frame whose
-    smallest RMS distance to the chosen set is largest. Vectorised: one ``(T,)`` distance
-    update per chosen frame.
-    """
-    flat = np.asarray(vertices, np.float64).reshape(len(vertices), -1)
-    candidates = np.flatnonzero(np.ones(len(flat), bool) if valid is None else np.asarray(valid, bool))
-    if candidates.size == 0:
-        raise ValueError("no valid frames to select memory entries from")
-    points = flat[candidates]
-    dims = points.shape[1]
-    if start is None:
-        first = int(np.argmin(((points - points.mean(0)) ** 2).sum(1)))
-    else:
-        matches = np.flatnonzero(candidates == start)
-        if matches.size == 0:
-            raise ValueError(f"start frame {start} is not a valid frame")
-        first = int(matches[0])
-    count = min(int(count), len(points))
-    chosen = [first]
-    nearest = np.sqrt(((points - points[first]) ** 2).sum(1) / dims)   # RMS distance to the chosen set
-    for _ in range(count - 1):
-        pick = int(np.argmax(nearest))
-        chosen.append(pick)
-        nearest = np.minimum(nearest, np.sqrt(((points - points[pick]) ** 2).sum(1) / dims))
-    return candidates[np.array(chosen)]
 
 
 @dataclass

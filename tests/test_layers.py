@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "memface_hub"
 LAYERS = [
     {"errors", "arrays_io", "artifact_json", "staging", "parallel"},
     {"io", "face", "audio", "hub", "cards", "provenance"},
-    {"memory", "a2e", "renderer", "speaker"},
+    {"memory", "explicit_memory", "a2e", "renderer", "speaker"},
     {"pipeline"},
     {"data", "training", "evaluation"},
     {"cli"},

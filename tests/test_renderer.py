@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -64,28 +65,32 @@ def test_explicit_memory_read_follows_the_query_and_respects_exclusion():
     torch.manual_seed(0)
     renderer = MemFaceRenderer(memory="explicit", **SMALL).eval()
     template, sketch, _, keys, patches = _inputs(renderer, batch=1)
-    memory = renderer.memory_inputs(keys, patches)
-    memory.pop("exclude")
+    memory = renderer.encode(keys, patches)
     # Sharpen the attention so the nearest key wins: query = key 3.
     with torch.no_grad():
         renderer.reader.query_proj.weight.copy_(torch.eye(16, 306) * 50)
         renderer.reader.key_proj.weight.copy_(torch.eye(16, 306) * 50)
-    output = renderer(template, sketch, keys[3:4], **memory)
+    output = renderer(template, sketch, keys[3:4], memory=memory)
     assert output.memory_attention.argmax(-1).item() == 3
     exclude = torch.zeros(1, 10, dtype=torch.bool)
     exclude[0, 2:5] = True  # the leakage rule: a frame never reads its own entry or ±2 neighbours
-    excluded = renderer(template, sketch, keys[3:4], **memory, exclude=exclude)
+    excluded = renderer(template, sketch, keys[3:4], memory=memory, exclude=exclude)
     assert excluded.memory_attention[0, 2:5].sum().item() == 0
     other_patches = torch.rand_like(patches)
-    other = renderer(template, sketch, keys[3:4], **{**memory, "memory_values": renderer.encode_memory(other_patches)})
+    other = renderer(template, sketch, keys[3:4],
+                     memory=replace(memory, values=renderer.encode_memory(other_patches)))
     assert not torch.allclose(other.raw, output.raw)  # the encoded memory values matter
-    retrieved = renderer(template, sketch, keys[3:4], **{**memory,
-                                                          "memory_patches": renderer.normalise_patches(other_patches)})
+    retrieved = renderer(template, sketch, keys[3:4],
+                         memory=replace(memory, patches=renderer.normalise_patches(other_patches)))
     assert not torch.allclose(retrieved.raw, output.raw)  # and so does the retrieved mouth image
-    with pytest.raises(ValueError, match="memory_patches"):
-        renderer(template, sketch, keys[3:4], memory_keys=keys, memory_values=memory["memory_values"])
-    with pytest.raises(ValueError, match="needs memory_keys"):
+    with pytest.raises(ValueError, match="patches too"):
+        renderer(template, sketch, keys[3:4], memory=replace(memory, patches=None))
+    with pytest.raises(ValueError, match="needs a memory"):
         renderer(template, sketch, keys[3:4])
+    # a subset of the entries is a memory too (training reads a random subset per step)
+    subset = memory.take(torch.tensor([1, 3, 5]))
+    assert len(subset) == 3
+    assert renderer(template, sketch, keys[3:4], memory=subset).memory_attention.argmax().item() == 1
 
 
 def test_mouth_window_renders_only_around_the_mouth_box():

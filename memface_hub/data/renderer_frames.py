@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -23,24 +22,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..explicit_memory import LEAKAGE_FRAMES, MemoryBank, farthest_point_selection  # noqa: F401 (re-exported)
 from ..face.crop import CropLayout
 from ..face.sketch import draw_mouth_sketch, project_mouth
 from ..io.shards import load_shard
 from ..io.video import iter_frames
-from ..speaker import farthest_point_selection
-
-LEAKAGE_FRAMES = 2
-
-
-@dataclass
-class MemoryBank:
-    """The explicit memory used in training: keys ``(N, V, 3)``, patches ``(N, 3, h, w)`` uint8,
-    and each entry's source ``(clip id, frame)`` for the leakage rule."""
-
-    keys: np.ndarray
-    patches: np.ndarray
-    clips: np.ndarray
-    frames: np.ndarray
 
 
 class RendererFrames(torch.utils.data.Dataset):
@@ -110,10 +96,7 @@ class RendererFrames(torch.utils.data.Dataset):
 
     def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
         to_tensor = lambda image: torch.from_numpy(image).permute(2, 0, 1).float() / 255.0  # noqa: E731
-        exclude = np.zeros(0, bool)
-        if self.bank is not None:
-            exclude = (self.bank.clips == self.clips[item]) & \
-                      (np.abs(self.bank.frames - self.frames[item]) <= LEAKAGE_FRAMES)
+        exclude = np.zeros(0, bool) if self.bank is None else self.bank.leakage(self.clips[item], self.frames[item])
         return {"target": to_tensor(self.crops[item]), "sketch": to_tensor(self.sketches[item]),
                 "vertices": torch.from_numpy(self.vertices[item]), "exclude": torch.from_numpy(exclude),
                 "person": torch.tensor(self.person_index)}
