@@ -42,7 +42,7 @@ from .audio.base import SILENCE_PEAK, AudioFrontEnd
 from .errors import MemFaceInputError
 from .face.crop import paste_back, transfer_detail, warp_to_crop
 from .face.geometry import Poses
-from .face.sketch import draw_mouth_sketch, project_mouth
+from .face.sketch import draw_mouth_sketch, lips_mask, project_mouth
 from .hub import hub_file_list, refuse_token_like
 from .io.audio import AUDIO_SAMPLE_RATE, load_audio
 from .io.video import SYNTHETIC_LABEL, VideoWriter, iter_frames
@@ -612,15 +612,17 @@ class MemFacePipeline:
         # 4. the explicit memory's detail at the output resolution: the crop holds the mouth at the
         #    renderer's size, upscaled where the face is larger; the texture finer than that comes from
         #    the template frame of the memory entry read most (a real mouth of this speaker of the
-        #    nearest shape), aligned by the face transforms.
+        #    nearest shape), aligned by the face transforms, on the lips and the skin around them.
         if self.memory_detail and output.memory_attention is not None:
             nearest = speaker.frame_indices[entries[:, 0]]                            # (c,) template frames
             usable = face & (nearest < len(template))
             if usable.any():
                 sources = template.take(nearest[usable])
                 for item, source in zip(np.flatnonzero(usable), sources):             # out[item]: a view, in place
-                    transfer_detail(out[item], source, affines[index[item]], affines[nearest[item]], mask,
-                                    self.renderer.patch_box, in_place=True)
+                    # on the lips and around them only: further out the source's face contour and cheeks
+                    # are where its own head pose put them, and their edges would show as ghost lines
+                    transfer_detail(out[item], source, affines[index[item]], affines[nearest[item]],
+                                    mask * lips_mask(points[item], size), self.renderer.patch_box, in_place=True)
         lap("paste_back")
         return out, entries, weights
 

@@ -238,3 +238,14 @@ def test_transfer_detail_gives_the_mouth_the_aligned_source_texture_and_nothing_
     assert abs(out[inside].mean() - soft[inside].mean()) < 2                   # colours stay the frame's
     misaligned = transfer_detail(soft, source, affine, affine, mask, box)      # a wrong transform does not help
     assert error(misaligned) > error(out)
+
+
+def test_lips_mask_covers_the_lips_and_not_the_cheeks():
+    from memface_hub.face.sketch import _OUTER, lips_mask
+
+    points = np.zeros((len(MOUTH_VERTICES), 2))
+    angles = np.linspace(0, 2 * np.pi, len(_OUTER), endpoint=False)
+    points[_OUTER] = np.stack([64 + 20 * np.cos(angles), 80 + 8 * np.sin(angles)], 1)   # a 40 px wide mouth
+    mask = lips_mask(points, 128)
+    assert mask[80, 64] > 0.99 and mask[80, 84] > 0.3                    # the lips, up to their corners
+    assert mask[80, 100] < 0.01 and mask[110, 64] < 0.01 and mask[80, 20] < 0.01   # not the cheeks or the chin

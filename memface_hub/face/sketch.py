@@ -34,6 +34,18 @@ def project_mouth(vertices: np.ndarray, poses: Poses, affines: np.ndarray) -> np
     return np.stack([apply_affine(points, affine) for points, affine in zip(frame_points, affines)])
 
 
+def lips_mask(points: np.ndarray, size: int, margin: float = 0.15) -> np.ndarray:
+    """``(size, size)`` float32 weights: 1 on the outer-lip polygon of mouth points ``(V, 2)`` (crop pixels)
+    grown by ``margin`` × the mouth's width, falling smoothly to 0 — the lips and the skin right around them."""
+    outer = np.asarray(points, np.float64)[_OUTER]
+    width = max(float(np.ptp(outer[:, 0])), 1.0)
+    mask = np.zeros((size, size), np.float32)
+    cv2.fillPoly(mask, [np.round(outer * (1 << _SHIFT)).astype(np.int32)], 1.0, cv2.LINE_AA, _SHIFT)
+    grow = max(1, round(margin * width))
+    mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
+    return cv2.GaussianBlur(mask, (0, 0), grow / 2)
+
+
 def draw_mouth_sketch(points: np.ndarray, size: int, canvas: np.ndarray | None = None) -> np.ndarray:
     """Draw mouth points ``(V, 2)`` (crop pixels) on ``canvas`` (default black) → ``(size, size, 3)`` uint8."""
     image = np.zeros((size, size, 3), np.uint8) if canvas is None else canvas.copy()
