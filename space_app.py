@@ -183,6 +183,34 @@ def _plain_text(value, label: str) -> str | None:
     return value
 
 
+def readable_refused_uploads() -> None:
+    """Gradio refuses an input naming a file on the server that the caller never uploaded (``InvalidPathError``,
+    before any handler runs: the file is never read) but answers the caller ``{"error": null}`` and logs a
+    traceback. Refuse it as an error the caller can read instead; idempotent, and a no-op if gradio's check
+    moved (its name is private)."""
+    from gradio import processing_utils
+    from gradio.exceptions import InvalidPathError
+
+    check = getattr(processing_utils, "_check_allowed", None)
+    if check is None or getattr(check, "memface_readable", False):
+        return
+
+    class RefusedUpload(gr.Error, InvalidPathError):      # still an InvalidPathError for gradio's own handlers
+        pass
+
+    def checked(path, check_in_upload_folder: bool):
+        try:
+            return check(path, check_in_upload_folder)
+        except InvalidPathError:
+            if not check_in_upload_folder:                # an output of the app itself: gradio's own message
+                raise
+            raise RefusedUpload(f"file: {Path(str(path)).name!r} was not uploaded to this app; upload the file",
+                                title="Input not usable", print_exception=False) from None
+
+    checked.memface_readable = True
+    processing_utils._check_allowed = checked
+
+
 def _refuse(message: str) -> gr.Error:
     return gr.Error(message, title="Input not usable", print_exception=False)
 
@@ -298,6 +326,7 @@ class MemFaceSpace:
         self._speakers = _SpeakerCache()
         self.login = running_in_a_space() if config.login is None else bool(config.login)
         self.streaming = can_stream_video()
+        readable_refused_uploads()
         logger.info("MemFace Space: pipeline %s, default speaker %r (%d entries), work dir %s",
                     config.model or "bundled demo", self.default_speaker.meta.get("name"),
                     self.default_speaker.num_entries, self.work)

@@ -182,6 +182,15 @@ def test_bad_input_is_a_readable_error_and_the_app_keeps_serving(app_url, assets
     with pytest.raises(Exception, match="(?i)maximum|size|413"):
         client.predict(handle_file(str(huge)), "huge", True, api_name="/adapt")
     assert client.predict(api_name="/speakers") == ["demo"]          # nothing half-adapted was kept
+    # a raw API call naming a file on the server that it never uploaded: refused, readably, and never read
+    import httpx
+
+    secret = {"path": str(assets["clip"]), "meta": {"_type": "gradio.FileData"}}
+    event = httpx.post(f"{app_url.rstrip('/')}/gradio_api/call/generate", json={"data": ["demo", secret, ""]}).json()
+    with httpx.stream("GET", f"{app_url.rstrip('/')}/gradio_api/call/generate/{event['event_id']}",
+                      timeout=60) as reply:
+        answer = "".join(reply.iter_text())
+    assert "event: error" in answer and "was not uploaded to this app" in answer, answer
 
     # and a good request after all that
     video, generation, _, _ = client.predict("demo", None, "Hello there.", api_name="/generate")
