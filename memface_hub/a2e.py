@@ -26,6 +26,7 @@ from .errors import MemFaceInputError
 from .face.landmarks import MOUTH_VERTICES
 from .hub import StrictHubMixin
 from .memory import ImplicitMemory, KeyValueMemoryRead
+from .weight_delta import add_weight_delta, weight_delta
 
 MEMORY_KINDS = ("implicit", "none", "explicit")
 
@@ -226,10 +227,7 @@ def a2e_fingerprint(model: MemFaceAudioToExpression) -> str:
 
 def a2e_delta(base: MemFaceAudioToExpression, tuned: MemFaceAudioToExpression) -> dict[str, np.ndarray]:
     """Float16 differences of the :data:`A2E_ADAPTED_MODULES` tensors that changed (empty: none did)."""
-    base_state, tuned_state = base.state_dict(), tuned.state_dict()
-    return {name: (tuned_state[name] - base_state[name]).cpu().half().numpy() for name in base_state
-            if name.split(".")[0] in A2E_ADAPTED_MODULES and base_state[name].is_floating_point()
-            and not torch.equal(base_state[name], tuned_state[name])}
+    return weight_delta(base, tuned, A2E_ADAPTED_MODULES)
 
 
 def a2e_delta_metadata(base: MemFaceAudioToExpression) -> dict[str, str]:
@@ -259,17 +257,4 @@ def apply_a2e_delta(model: MemFaceAudioToExpression, path: str | os.PathLike) ->
                                 f"{a2e_fingerprint(model)!r}); adapt the speaker again with this pipeline's a2e")
     if not delta:
         raise MemFaceInputError(path, "holds no tensors")
-    state = model.state_dict()
-    unknown = sorted(name for name in delta if name not in state or name.split(".")[0] not in A2E_ADAPTED_MODULES)
-    if unknown:
-        raise MemFaceInputError(path, f"delta names tensors adaptation does not change: {unknown[:8]}")
-    for name, change in delta.items():
-        if tuple(change.shape) != tuple(state[name].shape) or change.dtype != np.float16:
-            raise MemFaceInputError(path, f"delta {name!r} is {change.shape} {change.dtype}, expected "
-                                    f"{tuple(state[name].shape)} float16")
-        if not np.isfinite(change).all():
-            raise MemFaceInputError(path, f"delta {name!r} contains non-finite values")
-    for name, change in delta.items():                                 # all checked: nothing half-applied
-        state[name] += torch.from_numpy(change.astype(np.float32)).to(state[name].device)
-    model.load_state_dict(state, strict=True)
-    return model
+    return add_weight_delta(model, delta, path, A2E_ADAPTED_MODULES)

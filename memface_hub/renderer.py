@@ -46,12 +46,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from .arrays_io import load_arrays
-from .errors import MemFaceInputError
 from .explicit_memory import EncodedMemory
 from .face.crop import CropLayout, feathered_mask
 from .face.landmarks import MOUTH_VERTICES
 from .hub import StrictHubMixin
 from .memory import ImplicitMemory, KeyValueMemoryRead
+from .weight_delta import add_weight_delta, weight_delta
 
 RENDERER_MEMORY_KINDS = ("explicit", "none", "implicit")
 
@@ -365,30 +365,13 @@ class MemFaceRenderer(nn.Module, StrictHubMixin, library_name="memface_hub",
 # -- a speaker's fine-tuned renderer, stored as a weight delta beside its memory ---------------------
 def renderer_delta(base: MemFaceRenderer, tuned: MemFaceRenderer) -> dict[str, np.ndarray]:
     """Float16 differences of every floating-point tensor that changed."""
-    base_state, tuned_state = base.state_dict(), tuned.state_dict()
-    return {name: (tuned_state[name] - base_state[name]).half().numpy()
-            for name in base_state if base_state[name].is_floating_point()
-            and not torch.equal(base_state[name], tuned_state[name])}
+    return weight_delta(base, tuned)
 
 
-@torch.no_grad()
 def apply_renderer_delta(renderer: MemFaceRenderer, path: str | os.PathLike) -> MemFaceRenderer:
-    """Add a stored delta to ``renderer`` in place; unknown names or shapes are refused, naming them."""
-    delta = load_arrays(path)
-    state = renderer.state_dict()
-    unknown = sorted(set(delta) - set(state))
-    if unknown:
-        raise MemFaceInputError(path, f"delta names tensors the renderer does not have: {unknown[:8]}")
-    for name, change in delta.items():
-        if tuple(change.shape) != tuple(state[name].shape) or change.dtype != np.float16:
-            raise MemFaceInputError(path, f"delta {name!r} is {change.shape} {change.dtype}, expected "
-                                    f"{tuple(state[name].shape)} float16")
-        if not np.isfinite(change).all():
-            raise MemFaceInputError(path, f"delta {name!r} contains non-finite values")
-        state[name] += torch.from_numpy(change.astype(np.float32))
-    renderer.load_state_dict(state, strict=True)
-    return renderer
-
+    """Add a stored delta to ``renderer`` in place; unknown names, other shapes or dtypes and non-finite
+    values are refused, naming them, before anything is added."""
+    return add_weight_delta(renderer, load_arrays(path), path)
 
 
 class PatchDiscriminator(nn.Module):

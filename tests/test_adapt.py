@@ -44,6 +44,15 @@ def test_adapt_to_the_real_carphone_speaker(carphone_path, tmp_path):
     save_arrays(tmp_path / "bad.safetensors", delta)
     with pytest.raises(MemFaceInputError, match="stowaway"):
         apply_renderer_delta(base, tmp_path / "bad.safetensors")
+    # a delta that goes bad after its first good tensor is refused whole: nothing is half-applied
+    last = sorted(name for name in delta if name != "stowaway")[-1]
+    half_bad = {name: change for name, change in delta.items() if name != "stowaway"}
+    half_bad[last] = np.full_like(half_bad[last], np.nan)
+    save_arrays(tmp_path / "half_bad.safetensors", half_bad)
+    before = {name: tensor.clone() for name, tensor in base.state_dict().items()}
+    with pytest.raises(MemFaceInputError, match="non-finite"):
+        apply_renderer_delta(base, tmp_path / "half_bad.safetensors")
+    assert all(torch.equal(tensor, before[name]) for name, tensor in base.state_dict().items())
 
 
 def test_finetuning_that_hurts_the_held_out_frames_is_not_kept(tiny_shards):

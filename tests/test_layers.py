@@ -8,7 +8,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "memface_hub"
 LAYERS = [
-    {"errors", "arrays_io", "artifact_json", "staging", "parallel"},
+    {"errors", "arrays_io", "artifact_json", "staging", "parallel", "weight_delta"},
     {"io", "face", "audio", "hub", "cards", "provenance"},
     {"memory", "explicit_memory", "a2e", "renderer", "speaker"},
     {"pipeline"},
