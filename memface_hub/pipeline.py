@@ -581,12 +581,12 @@ class MemFacePipeline:
         render with the speaker's memory, paste back → ``(frames (c, H, W, 3), entries (c, k), weights (c, k))``."""
         count, size = len(vertices), self.renderer.crop_size
         speaker, renderer, memory, template = context.speaker, context.renderer, context.memory, context.template
-        affines = context.affines
         # 1. draw the projected mouth on the template crops
         index = pingpong_indices(start, count, len(template))
-        points = project_mouth(vertices, Poses.from_array(speaker.poses[index]), affines[index])  # (c, V, 2)
+        affines = context.affines[index]                                                # (c, 2, 3) frame → crop
+        points = project_mouth(vertices, Poses.from_array(speaker.poses[index]), affines)  # (c, V, 2)
         frames = template.take(index)                                                   # (c, H, W, 3)
-        crops = np.stack([warp_to_crop(frame, affine, size) for frame, affine in zip(frames, affines[index])])
+        crops = np.stack([warp_to_crop(frame, affine, size) for frame, affine in zip(frames, affines)])
         sketches = np.stack([draw_mouth_sketch(p, size) for p in points])
         lap("drawing")
         # 2. render with the speaker's explicit memory
@@ -606,7 +606,7 @@ class MemFacePipeline:
         mask = context.mask
         face = np.ones(count, bool) if speaker.face is None else speaker.face[index]       # (c,)
         out = np.array(frames)
-        for frame, crop, affine, has_face in zip(out, rendered, affines[index], face):
+        for frame, crop, affine, has_face in zip(out, rendered, affines, face):
             if has_face:                                     # a frame without the face is left as it was
                 paste_back(frame, crop, affine, mask, self.renderer.patch_box, in_place=True)
         # 4. the explicit memory's detail at the output resolution: the crop holds the mouth at the
@@ -621,7 +621,7 @@ class MemFacePipeline:
                 for item, source in zip(np.flatnonzero(usable), sources):             # out[item]: a view, in place
                     # on the lips and around them only: further out the source's face contour and cheeks
                     # are where its own head pose put them, and their edges would show as ghost lines
-                    transfer_detail(out[item], source, affines[index[item]], affines[nearest[item]],
+                    transfer_detail(out[item], source, affines[item], context.affines[nearest[item]],
                                     mask * lips_mask(points[item], size), self.renderer.patch_box, in_place=True)
         lap("paste_back")
         return out, entries, weights
