@@ -329,3 +329,17 @@ def test_a_short_generation_decodes_only_the_template_frames_it_uses(pipe, speak
     assert np.array_equal(frames[1], frames[3])
     whole = read_frames(speaker.template_path)
     assert np.array_equal(template.take(np.array([len(speaker.poses) - 1]))[0], whole[len(speaker.poses) - 1])
+
+
+def test_the_front_ends_blas_runs_on_one_thread():
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from memface_hub.pipeline import one_blas_thread
+
+    blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
+    if not blas:
+        pytest.skip("numpy here uses no BLAS library threadpoolctl can see")
+    with threadpool_limits(limits=2, user_api="blas"):         # as on a machine with cores to spare
+        assert any(pool["num_threads"] > 1 for pool in threadpool_info() if pool["user_api"] == "blas")
+        with one_blas_thread():
+            assert all(pool["num_threads"] == 1 for pool in threadpool_info() if pool["user_api"] == "blas")
