@@ -10,7 +10,9 @@ Folder layout (docs/DESIGN.md §6), all validated on load; only JSON and safeten
 
     speaker.json          format, version, fps, crop layout, patch box, N, source hash, landmarker
     memory.safetensors    keys (N, V, 3) float32, values (N, 3, H, W) uint8, neutral (V, 3) float32,
-                          frame_indices (N,) int64
+                          frame_indices (N,) int64, and (version 2, where the face is larger than the crop)
+                          details (N, 3, f·H, f·W) uint8: the same mouth boxes at f× the crop's resolution
+                          (``detail_scale`` f in speaker.json), the memory's texture at the video's resolution
     tracks.safetensors    poses (T, 13) float32, crop_affines (T, 2, 3) float32, and (optional, older
                           folders lack it) face (T,) uint8: 1 where the template frame shows the face
     template.mp4          the speaker's video at 25 fps (the frames generation paints into)
@@ -47,7 +49,9 @@ from .io.video import MAX_SHORT_SIDE, VideoWriter, bounded_size, iter_frames, pr
 logger = logging.getLogger(__name__)
 
 SPEAKER_FORMAT = "memface-speaker-memory"
-SPEAKER_FORMAT_VERSION = 1
+SPEAKER_FORMAT_VERSION = 2
+READABLE_FORMAT_VERSIONS = (1, 2)            # version 1: no detail patches (the crop-resolution values serve)
+MAX_DETAIL_SCALE = 2                         # detail patches at most 2× the crop (300 entries at crop 256: 43 MB)
 SPEAKER_FILE = "speaker.json"
 MEMORY_FILE = "memory.safetensors"
 TRACKS_FILE = "tracks.safetensors"
@@ -92,6 +96,7 @@ class SpeakerMemory:
     template_path: Path | None = None
     face: np.ndarray | None = None   # (T,) bool: the template frame shows the face (None: every frame does)
     template_size: tuple[int, int] | None = None   # (width, height) to decode template_path at (None: as it is)
+    details: np.ndarray | None = None   # (N, 3, f·H, f·W) uint8 the mouth patches at f = meta["detail_scale"] ≥ 2
 
     @property
     def num_entries(self) -> int:
@@ -101,14 +106,27 @@ class SpeakerMemory:
     def layout(self) -> CropLayout:
         return CropLayout(**self.meta["crop_layout"])
 
+    def detail_patch(self, entry: int) -> tuple[np.ndarray, np.ndarray]:
+        """Entry ``entry``'s mouth at the finest resolution the memory holds: the patch ``(h, w, 3)`` uint8
+        and its patch → crop similarity ``(2, 3)`` (the ``source_affine`` of :func:`~memface_hub.face.crop.transfer_detail`).
+        The detail patches where they were stored, else the crop-resolution value itself."""
+        top, _, left, _ = self.meta["patch_box"]
+        if self.details is None:
+            return self.values[entry].transpose(1, 2, 0), np.array([[1, 0, left], [0, 1, top]], np.float64)
+        scale = int(self.meta["detail_scale"])
+        return self.details[entry].transpose(1, 2, 0), cv2.invertAffineTransform(crop_to_detail(self.meta["patch_box"], scale))
+
     # -- building -----------------------------------------------------------------------------
     @classmethod
     def build(cls, shard: ClipShard | str | os.PathLike, num_entries: int = 300, name: str | None = None,
-              source_video: str | os.PathLike | None = None) -> SpeakerMemory:
+              source_video: str | os.PathLike | None = None, detail_scale: int | None = None) -> SpeakerMemory:
         """Build from a preprocessed clip (a shard folder or a loaded :class:`ClipShard`).
 
         The template video is the shard's source video (``source_video`` overrides the path
-        recorded in the shard).
+        recorded in the shard). Where the face is larger in the video than in the crop, the entries'
+        mouth boxes are also kept at ``detail_scale`` × the crop's resolution (default: the video's
+        frame pixels per crop pixel, rounded up, at most :data:`MAX_DETAIL_SCALE`; 1: none), so
+        generation can give its output the memory's texture without decoding the template again.
         """
         shard = shard if isinstance(shard, ClipShard) else load_shard(shard)
         if not 1 <= num_entries <= MAX_ENTRIES:
@@ -125,6 +143,15 @@ class SpeakerMemory:
                 break
         indices = np.array([i for i in indices if i in patches], np.int64)
         source = Path(source_video or shard.meta["source"])
+        frame_size = tuple(shard.meta["frame_size"]) if shard.meta.get("frame_size") else None
+        if detail_scale is None:
+            detail_scale = native_detail_scale(shard.crop_affines[indices])
+        if not 1 <= int(detail_scale) <= MAX_DETAIL_SCALE:
+            raise ValueError(f"detail_scale must be in [1, {MAX_DETAIL_SCALE}], got {detail_scale}")
+        details = None
+        if detail_scale > 0:
+            details = detail_patches(source, shard.meta["fps"], frame_size, shard.crop_affines, indices,
+                                     (top, bottom, left, right), int(detail_scale))
         meta = {
             "format": SPEAKER_FORMAT, "format_version": SPEAKER_FORMAT_VERSION,
             "name": name or shard.meta["clip_id"], "fps": shard.meta["fps"],
@@ -132,11 +159,12 @@ class SpeakerMemory:
             "num_entries": int(len(indices)), "num_template_frames": shard.num_frames,
             "source_sha256": shard.meta["source_sha256"], "landmarker": shard.meta["landmarker"],
             "num_mouth_vertices": len(MOUTH_VERTICES),
+            **({"detail_scale": int(detail_scale)} if details is not None else {}),
         }
         memory = cls(shard.mouth_vertices[indices].astype(np.float32), np.stack([patches[i] for i in indices]),
                      shard.neutral_mouth.astype(np.float32), indices, shard.poses.as_array(),
                      shard.crop_affines.astype(np.float32), meta, template_path=source, face=shard.valid.copy(),
-                     template_size=tuple(shard.meta["frame_size"]) if shard.meta.get("frame_size") else None)
+                     template_size=frame_size, details=details)
         logger.info("speaker memory %r: %d entries from %d frames", meta["name"], len(indices), shard.num_frames)
         return memory
 
@@ -149,8 +177,12 @@ class SpeakerMemory:
         if self.template_path is None or not Path(self.template_path).is_file():
             raise MemFaceInputError(self.template_path or "template", "template video not found")
         with atomic_folder(directory) as staging:
-            save_arrays(staging / MEMORY_FILE, {"keys": self.keys, "values": self.values, "neutral": self.neutral,
-                                                "frame_indices": self.frame_indices})
+            arrays = {"keys": self.keys, "values": self.values, "neutral": self.neutral,
+                      "frame_indices": self.frame_indices}
+            meta = {key: value for key, value in self.meta.items() if key != "detail_scale"}
+            if self.details is not None:
+                arrays["details"], meta["detail_scale"] = self.details, int(self.meta["detail_scale"])
+            save_arrays(staging / MEMORY_FILE, arrays)
             tracks = {"poses": self.poses, "crop_affines": self.crop_affines}
             if self.face is not None:
                 tracks["face"] = self.face.astype(np.uint8)
@@ -163,7 +195,8 @@ class SpeakerMemory:
                     for frame in iter_frames(template, fps=self.meta["fps"], max_frames=len(self.poses),
                                              size=self.template_size):
                         writer.write(_even(frame))
-            (staging / SPEAKER_FILE).write_text(json.dumps(self.meta, indent=1))
+            meta["format_version"] = SPEAKER_FORMAT_VERSION
+            (staging / SPEAKER_FILE).write_text(json.dumps(meta, indent=1))
         self.template_path, self.template_size = directory / TEMPLATE_FILE, None
         return directory
 
@@ -188,9 +221,10 @@ class SpeakerMemory:
         meta = read_json_file(directory / SPEAKER_FILE)          # size, syntax, object and depth checked
         if meta.get("format") != SPEAKER_FORMAT:
             raise MemFaceInputError(directory, "not a memface speaker memory (wrong format field)")
-        if meta.get("format_version") != SPEAKER_FORMAT_VERSION:
+        if meta.get("format_version") not in READABLE_FORMAT_VERSIONS:
             raise MemFaceInputError(directory, f"speaker memory format version {meta.get('format_version')!r} is "
-                                    f"not supported (this memface_hub reads version {SPEAKER_FORMAT_VERSION})")
+                                    f"not supported (this memface_hub reads versions "
+                                    f"{', '.join(map(str, READABLE_FORMAT_VERSIONS))})")
         memory = load_arrays(directory / MEMORY_FILE)
         tracks = load_arrays(directory / TRACKS_FILE)
         try:
@@ -212,6 +246,12 @@ class SpeakerMemory:
         expected = {"keys": ((count, vertices, 3), np.float32),
                     "values": ((count, 3, bottom - top, right - left), np.uint8),
                     "neutral": ((vertices, 3), np.float32), "frame_indices": ((count,), np.int64)}
+        scale = meta.get("detail_scale")
+        if scale is not None:
+            if isinstance(scale, bool) or not isinstance(scale, int) or not 1 <= scale <= MAX_DETAIL_SCALE:
+                raise MemFaceInputError(directory / SPEAKER_FILE, f"field 'detail_scale' must be a whole number "
+                                        f"in [2, {MAX_DETAIL_SCALE}], got {scale!r}")
+            expected["details"] = ((count, 3, scale * (bottom - top), scale * (right - left)), np.uint8)
         check_arrays(memory, expected, directory / MEMORY_FILE)
         frames = tracks.get("poses", np.zeros((0,))).shape[0]
         if not 1 <= frames <= MAX_TEMPLATE_FRAMES:
@@ -238,7 +278,8 @@ class SpeakerMemory:
             size = None
         return cls(memory["keys"], memory["values"], memory["neutral"], memory["frame_indices"], poses,
                    affines, meta, template_path=template,
-                   face=tracks["face"].astype(bool) if "face" in tracks else None, template_size=size)
+                   face=tracks["face"].astype(bool) if "face" in tracks else None, template_size=size,
+                   details=memory.get("details"))
 
     # -- the Hub ------------------------------------------------------------------------------
     @classmethod
@@ -411,6 +452,43 @@ def scale_tracks(poses: np.ndarray, crop_affines: np.ndarray, scale_x: float, sc
     crop_affines[:, :, 0] /= scale_x
     crop_affines[:, :, 1] /= scale_y
     return poses, crop_affines
+
+
+def crop_to_detail(box, scale: int) -> np.ndarray:
+    """The crop → detail-patch similarity ``(2, 3)`` for the crop box ``(top, bottom, left, right)`` sampled
+    at ``scale`` × the crop's resolution (pixel centres: crop pixel ``left`` covers patch pixels 0..scale-1)."""
+    top, _, left, _ = box
+    shift = (scale - 1) / 2
+    return np.array([[scale, 0, shift - scale * left], [0, scale, shift - scale * top]], np.float64)
+
+
+def native_detail_scale(crop_affines: np.ndarray) -> int:
+    """Frame pixels per crop pixel (median over the frame → crop transforms ``(n, 2, 3)``), rounded up,
+    clamped to ``[1, MAX_DETAIL_SCALE]``: the resolution at which the video still holds mouth detail."""
+    crop_per_frame = np.sqrt(np.abs(np.linalg.det(crop_affines[:, :, :2].astype(np.float64))))
+    ratio = float(np.median(1.0 / np.maximum(crop_per_frame, 1e-6)))
+    return int(np.clip(np.ceil(ratio - 0.1), 1, MAX_DETAIL_SCALE))      # 1.05: the crop holds it already
+
+
+def detail_patches(video: str | os.PathLike, fps: float, size: tuple[int, int] | None, crop_affines: np.ndarray,
+                   indices: np.ndarray, box, scale: int) -> np.ndarray:
+    """The crop ``box`` of frames ``indices`` of ``video`` (read at ``fps`` and ``size`` as the template is),
+    sampled from the frames at ``scale`` × the crop's resolution → ``(n, 3, scale·h, scale·w)`` uint8."""
+    top, bottom, left, right = box
+    shape = (scale * (right - left), scale * (bottom - top))
+    to_detail = np.vstack([crop_to_detail(box, scale), [0, 0, 1]])
+    wanted = {int(index): slot for slot, index in enumerate(indices)}
+    patches = np.zeros((len(indices), 3, shape[1], shape[0]), np.uint8)
+    found = 0
+    for index, frame in enumerate(iter_frames(video, fps=fps, max_frames=int(max(indices)) + 1, size=size)):
+        if index in wanted:
+            affine = (to_detail @ np.vstack([crop_affines[index], [0, 0, 1]]))[:2]
+            patch = cv2.warpAffine(frame, affine, shape, flags=cv2.INTER_LANCZOS4, borderMode=cv2.BORDER_REPLICATE)
+            patches[wanted[index]] = patch.transpose(2, 0, 1)
+            found += 1
+    if found != len(indices):
+        raise MemFaceInputError(video, f"has {found} of the {len(indices)} frames the memory's entries come from")
+    return patches
 
 
 def _even(frame: np.ndarray) -> np.ndarray:

@@ -62,6 +62,8 @@ def parse_args(argv):
                              "repository (outputs/ is ignored)")
     parser.add_argument("--readme", default=str(ROOT / "docs/results/README.md"), help="results page to update")
     parser.add_argument("--work", default=None, help="work folder (default: a temporary one)")
+    parser.add_argument("--detail-band", type=float, default=None,
+                        help="crop pixels below which the memory's texture is used (default: the pipeline's)")
     parser.add_argument("--no-memory-detail", action="store_true",
                         help="paste the upscaled crop alone (no output-resolution detail from the memory)")
     return parser.parse_args(argv)
@@ -178,6 +180,8 @@ def main(argv=None) -> int:
     if args.renderer:
         pipe = MemFacePipeline(pipe.a2e, MemFaceRenderer.from_pretrained(args.renderer), pipe.frontend)
     pipe.memory_detail = not args.no_memory_detail
+    if args.detail_band is not None:
+        pipe.memory_detail_band = args.detail_band
     tracker = FaceTracker()
     records, rows, skipped = [], [], []
     with tempfile.TemporaryDirectory(prefix="memface-real-people-") as scratch:
@@ -221,7 +225,8 @@ def main(argv=None) -> int:
     previous = json.loads(out.read_text()) if out.exists() else {}
     result = {**provenance({"pipeline": args.pipeline or "bundled", "renderer": args.renderer, "split": args.split,
                             "finetune_seconds": args.finetune_seconds, "people_file": args.people or "bundled",
-                            "memory_detail": pipe.memory_detail}),
+                            "memory_detail": pipe.memory_detail,
+                            "memory_detail_band": pipe.memory_detail_band}),
               "people": records, "skipped": skipped, "summary": summary, "ablation": previous.get("ablation", [])}
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out, json.dumps(result, indent=1))

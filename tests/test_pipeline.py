@@ -331,6 +331,39 @@ def test_a_short_generation_decodes_only_the_template_frames_it_uses(pipe, speak
     assert np.array_equal(template.take(np.array([len(speaker.poses) - 1]))[0], whole[len(speaker.poses) - 1])
 
 
+def test_the_memorys_detail_needs_no_template_frames_beyond_those_generation_paints_into(pipe, speaker):
+    from dataclasses import replace
+
+    detailed = replace(speaker, meta={**speaker.meta})                    # a fresh speaker: its own context
+    pipe.memory_detail = True
+    result = pipe((tone(0.2), 16_000), detailed, progress=False)           # 5 frames of a longer template
+    assert len(detailed.poses) > 2 * result.num_frames
+    assert pipe._prepare_speaker(detailed).template.decoded == result.num_frames
+    plain = replace(speaker, meta={**speaker.meta})
+    pipe.memory_detail = False
+    try:
+        without = pipe((tone(0.2), 16_000), plain, progress=False)
+    finally:
+        pipe.memory_detail = True
+    assert not np.array_equal(result.frames, without.frames)              # the detail step did run
+
+
+def test_the_frame_keeps_its_own_skin_beyond_the_mouth_region(pipe, speaker):
+    from dataclasses import replace
+
+    template = read_frames(speaker.template_path)
+    changed = {}
+    for region in (0.2, 0.0):                        # 0: the renderer's whole mouth box is pasted
+        pipe.mouth_region = region
+        try:
+            result = pipe((tone(0.2), 16_000), replace(speaker, meta={**speaker.meta}), progress=False)
+        finally:
+            pipe.mouth_region = 0.2
+        index = pingpong_indices(0, result.num_frames, len(speaker.poses))
+        changed[region] = np.mean([np.any(frame != template[i], axis=-1).sum() for frame, i in zip(result.frames, index)])
+    assert 0 < changed[0.2] < 0.7 * changed[0.0]
+
+
 def test_the_front_ends_blas_runs_on_one_thread():
     from threadpoolctl import threadpool_info, threadpool_limits
 

@@ -63,10 +63,58 @@ def test_build_save_and_load(speaker):
     loaded = SpeakerMemory.from_pretrained(folder)
     np.testing.assert_array_equal(loaded.values, memory.values)
     np.testing.assert_array_equal(loaded.keys, memory.keys)
-    assert loaded.meta["name"] == "astronaut" and loaded.meta["format_version"] == 1
+    assert loaded.meta["name"] == "astronaut" and loaded.meta["format_version"] == 2
     assert len(read_frames(loaded.template_path)) == len(loaded.poses)
     # Keys are the canonical mouth vertices of the entries' own frames (no mix-up on the way).
     assert len(set(loaded.frame_indices.tolist())) == 24
+
+
+def test_detail_patches_hold_the_entries_mouths_at_the_videos_resolution(tiny_corpus, tiny_shards, tmp_path):
+    from memface_hub.speaker import native_detail_scale
+
+    _, index = tiny_corpus
+    shard = tiny_shards / index["clips"][0]["clip_id"]
+    memory = SpeakerMemory.build(shard, num_entries=6, detail_scale=2)
+    top, bottom, left, right = memory.meta["patch_box"]
+    assert memory.details.shape == (6, 3, 2 * (bottom - top), 2 * (right - left)) and memory.meta["detail_scale"] == 2
+    # the same mouth boxes as the values, twice as fine: halved, they are the values (up to resampling)
+    for entry in range(6):
+        patch, to_crop = memory.detail_patch(entry)
+        halved = cv2.resize(patch, (right - left, bottom - top), interpolation=cv2.INTER_AREA).astype(float)
+        assert np.abs(halved - memory.values[entry].transpose(1, 2, 0)).mean() < 4
+        assert np.allclose(to_crop @ [0.5, 0.5, 1], [left, top])          # patch pixel (0.5, 0.5) is crop (left, top)
+    loaded = SpeakerMemory.from_pretrained(memory.save_pretrained(tmp_path / "detailed"))
+    np.testing.assert_array_equal(loaded.details, memory.details)
+    assert loaded.meta["detail_scale"] == 2
+    # without detail patches (version 1 folders, small faces) the crop-resolution values serve
+    plain = SpeakerMemory.build(shard, num_entries=6, detail_scale=1)
+    assert plain.details is None and "detail_scale" not in plain.meta
+    patch, to_crop = plain.detail_patch(3)
+    np.testing.assert_array_equal(patch, plain.values[3].transpose(1, 2, 0))
+    # the scale follows the face's size in the video: frame pixels per crop pixel, rounded up, at most 2
+    affine = lambda scale: np.array([[[scale, 0, 0], [0, scale, 0]]], np.float32)   # noqa: E731 (crop px per frame px)
+    assert [native_detail_scale(affine(s)) for s in (2.0, 1.0, 0.7, 0.5, 0.2)] == [1, 1, 2, 2, 2]
+    _edit_meta(tmp_path / "detailed", detail_scale=3)
+    with pytest.raises(MemFaceInputError, match="'detail_scale'"):
+        SpeakerMemory.from_pretrained(tmp_path / "detailed")
+    _edit_meta(tmp_path / "detailed", detail_scale=2)
+    _edit_array(tmp_path / "detailed", "memory.safetensors", "details", lambda v: v[:, :, ::2])
+    with pytest.raises(MemFaceInputError, match="'details'"):
+        SpeakerMemory.from_pretrained(tmp_path / "detailed")
+
+
+def test_version_1_folders_still_load(speaker, tmp_path):
+    _, folder = speaker
+    copy = tmp_path / "v1"
+    shutil.copytree(folder, copy)
+    meta = json.loads((copy / "speaker.json").read_text())
+    meta.pop("detail_scale", None)
+    (copy / "speaker.json").write_text(json.dumps({**meta, "format_version": 1}))
+    arrays = load_arrays(copy / "memory.safetensors")
+    arrays.pop("details", None)                                        # version 1 had no detail patches
+    save_arrays(copy / "memory.safetensors", arrays)
+    loaded = SpeakerMemory.from_pretrained(copy)
+    assert loaded.details is None and loaded.detail_patch(0)[0].shape == loaded.values.shape[2:] + (3,)
 
 
 def test_contact_sheet(speaker, tmp_path):
