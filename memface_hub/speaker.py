@@ -10,9 +10,9 @@ Folder layout (docs/DESIGN.md §6), all validated on load; only JSON and safeten
 
     speaker.json          format, version, fps, crop layout, patch box, N, source hash, landmarker
     memory.safetensors    keys (N, V, 3) float32, values (N, 3, H, W) uint8, neutral (V, 3) float32,
-                          frame_indices (N,) int64, and (version 2, where the face is larger than the crop)
-                          details (N, 3, f·H, f·W) uint8: the same mouth boxes at f× the crop's resolution
-                          (``detail_scale`` f in speaker.json), the memory's texture at the video's resolution
+                          frame_indices (N,) int64, and (version 2) details (N, 3, f·H, f·W) uint8: the same
+                          mouth boxes cut from the video's frames at f× the crop's resolution (``detail_scale``
+                          f in speaker.json), the memory's texture at the video's resolution
     tracks.safetensors    poses (T, 13) float32, crop_affines (T, 2, 3) float32, and (optional, older
                           folders lack it) face (T,) uint8: 1 where the template frame shows the face
     template.mp4          the speaker's video at 25 fps (the frames generation paints into)
@@ -96,7 +96,7 @@ class SpeakerMemory:
     template_path: Path | None = None
     face: np.ndarray | None = None   # (T,) bool: the template frame shows the face (None: every frame does)
     template_size: tuple[int, int] | None = None   # (width, height) to decode template_path at (None: as it is)
-    details: np.ndarray | None = None   # (N, 3, f·H, f·W) uint8 the mouth patches at f = meta["detail_scale"] ≥ 2
+    details: np.ndarray | None = None   # (N, 3, f·H, f·W) uint8 the mouth patches at f = meta["detail_scale"]
 
     @property
     def num_entries(self) -> int:
@@ -107,14 +107,15 @@ class SpeakerMemory:
         return CropLayout(**self.meta["crop_layout"])
 
     def detail_patch(self, entry: int) -> tuple[np.ndarray, np.ndarray]:
-        """Entry ``entry``'s mouth at the finest resolution the memory holds: the patch ``(h, w, 3)`` uint8
-        and its patch → crop similarity ``(2, 3)`` (the ``source_affine`` of :func:`~memface_hub.face.crop.transfer_detail`).
-        The detail patches where they were stored, else the crop-resolution value itself."""
+        """Entry ``entry``'s mouth at the finest resolution the memory holds: the patch ``(h, w, 3)`` uint8 and
+        its patch → crop similarity ``(2, 3)`` (``source_affine`` of :func:`~memface_hub.face.crop.transfer_detail`):
+        the detail patch where one was stored, else the crop-resolution value itself."""
         top, _, left, _ = self.meta["patch_box"]
         if self.details is None:
             return self.values[entry].transpose(1, 2, 0), np.array([[1, 0, left], [0, 1, top]], np.float64)
         scale = int(self.meta["detail_scale"])
-        return self.details[entry].transpose(1, 2, 0), cv2.invertAffineTransform(crop_to_detail(self.meta["patch_box"], scale))
+        to_patch = crop_to_detail(self.meta["patch_box"], scale)
+        return self.details[entry].transpose(1, 2, 0), cv2.invertAffineTransform(to_patch)
 
     # -- building -----------------------------------------------------------------------------
     @classmethod
@@ -123,10 +124,10 @@ class SpeakerMemory:
         """Build from a preprocessed clip (a shard folder or a loaded :class:`ClipShard`).
 
         The template video is the shard's source video (``source_video`` overrides the path
-        recorded in the shard). Where the face is larger in the video than in the crop, the entries'
-        mouth boxes are also kept at ``detail_scale`` × the crop's resolution (default: the video's
-        frame pixels per crop pixel, rounded up, at most :data:`MAX_DETAIL_SCALE`; 1: none), so
-        generation can give its output the memory's texture without decoding the template again.
+        recorded in the shard). The entries' mouth boxes are also cut from the video's own frames (not
+        the compressed crops) at ``detail_scale`` × the crop's resolution (default: the video's frame
+        pixels per crop pixel, rounded up, in [1, :data:`MAX_DETAIL_SCALE`]), so generation can give
+        its output the memory's texture without decoding the template again.
         """
         shard = shard if isinstance(shard, ClipShard) else load_shard(shard)
         if not 1 <= num_entries <= MAX_ENTRIES:
@@ -148,10 +149,8 @@ class SpeakerMemory:
             detail_scale = native_detail_scale(shard.crop_affines[indices])
         if not 1 <= int(detail_scale) <= MAX_DETAIL_SCALE:
             raise ValueError(f"detail_scale must be in [1, {MAX_DETAIL_SCALE}], got {detail_scale}")
-        details = None
-        if detail_scale > 0:
-            details = detail_patches(source, shard.meta["fps"], frame_size, shard.crop_affines, indices,
-                                     (top, bottom, left, right), int(detail_scale))
+        details = detail_patches(source, shard.meta["fps"], frame_size, shard.crop_affines, indices,
+                                 (top, bottom, left, right), int(detail_scale))
         meta = {
             "format": SPEAKER_FORMAT, "format_version": SPEAKER_FORMAT_VERSION,
             "name": name or shard.meta["clip_id"], "fps": shard.meta["fps"],
@@ -159,7 +158,7 @@ class SpeakerMemory:
             "num_entries": int(len(indices)), "num_template_frames": shard.num_frames,
             "source_sha256": shard.meta["source_sha256"], "landmarker": shard.meta["landmarker"],
             "num_mouth_vertices": len(MOUTH_VERTICES),
-            **({"detail_scale": int(detail_scale)} if details is not None else {}),
+            "detail_scale": int(detail_scale),
         }
         memory = cls(shard.mouth_vertices[indices].astype(np.float32), np.stack([patches[i] for i in indices]),
                      shard.neutral_mouth.astype(np.float32), indices, shard.poses.as_array(),
@@ -250,7 +249,7 @@ class SpeakerMemory:
         if scale is not None:
             if isinstance(scale, bool) or not isinstance(scale, int) or not 1 <= scale <= MAX_DETAIL_SCALE:
                 raise MemFaceInputError(directory / SPEAKER_FILE, f"field 'detail_scale' must be a whole number "
-                                        f"in [2, {MAX_DETAIL_SCALE}], got {scale!r}")
+                                        f"in [1, {MAX_DETAIL_SCALE}], got {scale!r}")
             expected["details"] = ((count, 3, scale * (bottom - top), scale * (right - left)), np.uint8)
         check_arrays(memory, expected, directory / MEMORY_FILE)
         frames = tracks.get("poses", np.zeros((0,))).shape[0]

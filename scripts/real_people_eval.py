@@ -45,6 +45,7 @@ from memface_hub.training.adapt import adapt_speaker
 logger = logging.getLogger("real_people_eval")
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("memory_only", "finetune_60s")
+REFERENCE = "own_frames_before_cut"        # not generated: the real adaptation frames against the test frames
 SUMMARY_KEYS = ("delta_e", "sharpness_ratio", "lip_corr_0")
 
 
@@ -198,6 +199,11 @@ def main(argv=None) -> int:
             first = next(i for i, found in enumerate(np.isfinite(real.lip_gaps)) if found)
             track = tracker.track(test_frames[first:first + 1])
             row = {"real": test_frames, "box": face_box(track.landmarks[0], test_frames[0].shape)}
+            # reference: the person's own real frames before the cut, as they are (what a generator that
+            # showed the adaptation video's mouths exactly would score against the frames after it)
+            own = compare_videos(video_statistics(list(iter_frames(adaptation)), tracker), real)
+            records.append({"clip": clip.stem, "person": person, "variant": REFERENCE, **own, "adapt_seconds": 0.0,
+                            "adaptation_seconds_of_video": round(cut, 2), "test_frames": len(test_frames)})
             for variant in VARIANTS:
                 seconds = args.finetune_seconds if variant == "finetune_60s" else 0.0
                 if variant == "finetune_60s" and not seconds:
@@ -217,7 +223,7 @@ def main(argv=None) -> int:
                             figures["delta_e"], figures["sharpness_ratio"], figures["lip_corr_0"], figures["lip_lag"])
             rows.append(row)
     summary = {}
-    for variant in VARIANTS:
+    for variant in (*VARIANTS, REFERENCE):
         chosen = [r for r in records if r["variant"] == variant]
         if chosen:
             summary[variant] = {"people": len(chosen), **{key: mean(r[key] for r in chosen) for key in SUMMARY_KEYS}}
@@ -227,7 +233,8 @@ def main(argv=None) -> int:
                             "finetune_seconds": args.finetune_seconds, "people_file": args.people or "bundled",
                             "memory_detail": pipe.memory_detail,
                             "memory_detail_band": pipe.memory_detail_band}),
-              "people": records, "skipped": skipped, "summary": summary, "ablation": previous.get("ablation", [])}
+              "people": records, "skipped": skipped, "summary": summary,
+              **{key: previous[key] for key in ("ablation", "ablation_provenance") if key in previous}}
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out, json.dumps(result, indent=1))
     write_grid(Path(args.grid), rows)

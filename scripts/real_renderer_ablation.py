@@ -13,6 +13,10 @@
    EfficientNet-Lite0 ``perceptual`` distance, LMD and the sharpness ratio, pooled over people.
 
 Writes the ``ablation`` rows of ``docs/results/real_people.json`` (other keys are kept).
+
+With ``--compare DIR [DIR ...]`` nothing is trained: the given renderers (e.g. the bundled crop-256 one and a
+crop-128 one) are measured the same way, at one resolution (the corpus's crop, 256: smaller crops are
+upscaled), and written as ``crop_comparison`` rows.
 """
 
 from __future__ import annotations
@@ -54,6 +58,8 @@ def parse_args(argv):
                         help="warm start of every run (shared layers)")
     parser.add_argument("--mixed-precision", default="bf16", choices=["no", "bf16"])
     parser.add_argument("--test-frame-step", type=int, default=2)
+    parser.add_argument("--compare", nargs="+", default=None, metavar="RENDERER",
+                        help="train nothing: measure these renderer folders at the corpus's crop size")
     parser.add_argument("--out", default=str(ROOT / "docs/results/real_people.json"))
     parser.add_argument("--readme", default=str(ROOT / "docs/results/README.md"), help="results page to update")
     return parser.parse_args(argv)
@@ -75,6 +81,51 @@ def train_all(args, corpus: Path) -> dict[str, list[Path]]:
                                                          "seed": seed, "resume": state.exists()}), data)
             best.setdefault(variant, []).append(out / "best")
     return best
+
+
+def compare(args, corpus: Path) -> int:
+    """``--compare``: each renderer on the held-out people, measured at the corpus's crop size."""
+    index = json.loads((corpus / "corpus.json").read_text())
+    first = next(clip for clip in index["splits"]["test"] if index["clips"][clip]["source"] == "real")
+    size = json.loads((corpus / "shards" / first / "meta.json").read_text())["crop_layout"]["size"]
+    reference = test_people(corpus, size, args.test_frame_step)
+    names = sorted(reference)
+    perceptual, tracker = PerceptualMetric(), FaceTracker()
+    truths = {name: track_crops(reference[name][1].crops, tracker) for name in names}
+    rows = []
+    for folder in args.compare:
+        renderer = MemFaceRenderer.from_pretrained(folder)
+        people = test_people(corpus, renderer.crop_size, args.test_frame_step) if renderer.crop_size != size \
+            else reference
+        results = []
+        for name in names:
+            bank = people[name][0].bank
+            with torch.inference_mode():
+                results.append(evaluate_renderer(renderer, people[name][1],
+                                                 renderer.speaker_memory_inputs(bank.keys, bank.patches), perceptual,
+                                                 tracker, truths[name], reference=reference[name][1]))
+        rows.append({"renderer": str(folder), "crop_size": renderer.crop_size, **pooled(results)})
+        logger.info("%s (crop %d): %s", folder, renderer.crop_size, rows[-1])
+    out = Path(args.out)
+    result = json.loads(out.read_text()) if out.exists() else {"people": [], "summary": {}}
+    result["crop_comparison"] = rows
+    result["crop_comparison_provenance"] = provenance({"renderers": args.compare, "people": names, "measured_at": size,
+                                                       "test_frame_step": args.test_frame_step})
+    write_text_atomic(out, json.dumps(result, indent=1))
+    origin = result["crop_comparison_provenance"]
+    lines = [f"`{origin['command']}` at `{origin['git_commit']}`: held-out people {', '.join(names)}; memory from "
+             f"the part before the cut, frames after it redrawn from their tracked mouth; measured on the mouth box "
+             f"at crop {size} (smaller crops upscaled).", "",
+             "| renderer | crop | perceptual ↓ | LMD (px @256) ↓ | PSNR mouth ↑ | SSIM mouth ↑ | sharpness ratio "
+             "| frames |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        lines.append(f"| `{Path(row['renderer']).as_posix()}` | {row['crop_size']} | {row['perceptual']:.3f} | "
+                     f"{row['lmd']:.2f} | {row['psnr_mouth']:.2f} | {row['ssim_mouth']:.3f} | "
+                     f"{row['sharpness_ratio']:.2f} | {row['frames']} |")
+    write_markdown_section(args.readme, "crop-comparison", "Renderer crop sizes on held-out real people "
+                           "(`docs/results/real_people.json`, `crop_comparison`)", "\n".join(lines))
+    return 0
 
 
 def test_people(corpus: Path, crop_size: int, frame_step: int) -> dict[str, tuple]:
@@ -137,6 +188,8 @@ def main(argv=None) -> int:
         logger.error("%s: not a corpus folder (build one with `memface build-corpus --real ../shared/real_clips "
                      "--portraits ../shared/portraits --out %s`)", corpus, corpus)
         return 2
+    if args.compare:
+        return compare(args, corpus)
     best = train_all(args, corpus)
     crop_size = MemFaceRenderer.from_pretrained(best["memface"][0]).crop_size
     people = test_people(corpus, crop_size, args.test_frame_step)

@@ -360,7 +360,8 @@ def test_the_frame_keeps_its_own_skin_beyond_the_mouth_region(pipe, speaker):
         finally:
             pipe.mouth_region = 0.2
         index = pingpong_indices(0, result.num_frames, len(speaker.poses))
-        changed[region] = np.mean([np.any(frame != template[i], axis=-1).sum() for frame, i in zip(result.frames, index)])
+        changed[region] = np.mean([np.any(frame != template[i], axis=-1).sum()
+                                   for frame, i in zip(result.frames, index)])
     assert 0 < changed[0.2] < 0.7 * changed[0.0]
 
 

@@ -55,13 +55,24 @@ def track_crops(crops: np.ndarray, tracker: FaceTracker) -> tuple[np.ndarray, np
 
 def evaluate_renderer(renderer: MemFaceRenderer, frames: RendererFrames, memory: dict[str, torch.Tensor],
                       perceptual: PerceptualMetric, tracker: FaceTracker | None = None,
-                      truth_landmarks: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, float]:
+                      truth_landmarks: tuple[np.ndarray, np.ndarray] | None = None,
+                      reference: RendererFrames | None = None) -> dict[str, float]:
     """Mean mouth-box metrics of ``renderer`` over ``frames``; LMD only with a ``tracker``
-    (``truth_landmarks`` from :func:`track_crops` of ``frames.crops`` saves re-tracking the truth)."""
+    (``truth_landmarks`` from :func:`track_crops` of the truth's crops saves re-tracking the truth).
+
+    ``reference``: the same frames at another crop size (e.g. 256 for a crop-128 renderer); the outputs are
+    resized to it and compared with its crops, so renderers of different sizes are measured at one resolution.
+    """
     outputs = render_crops(renderer, frames, memory)
-    layout = CropLayout(**renderer.crop_layout)
+    truth = reference if reference is not None else frames
+    if truth.crop_size != outputs.shape[1]:
+        outputs = np.stack([cv2.resize(crop, (truth.crop_size, truth.crop_size), interpolation=cv2.INTER_CUBIC)
+                            for crop in outputs])
+        layout = truth.layout
+    else:
+        layout = CropLayout(**renderer.crop_layout)
     boxes_out = np.stack([mouth_box_crop(crop, layout) for crop in outputs])        # (F, h, w, 3)
-    boxes_true = np.stack([mouth_box_crop(crop, layout) for crop in frames.crops])
+    boxes_true = np.stack([mouth_box_crop(crop, layout) for crop in truth.crops])
     metrics = {
         "psnr_mouth": float(np.mean([psnr(a, b) for a, b in zip(boxes_out, boxes_true)])),
         "ssim_mouth": float(np.mean([ssim(a, b) for a, b in zip(boxes_out, boxes_true)])),
@@ -71,9 +82,9 @@ def evaluate_renderer(renderer: MemFaceRenderer, frames: RendererFrames, memory:
         "frames": int(len(outputs)),
     }
     if tracker is not None:
-        truth, truth_found = truth_landmarks or track_crops(frames.crops, tracker)
+        truth_points, truth_found = truth_landmarks or track_crops(truth.crops, tracker)
         found, found_mask = track_crops(outputs, tracker)
         both = truth_found & found_mask
-        metrics["lmd"] = lip_landmark_distance(found[both], truth[both]) if both.any() else float("nan")
+        metrics["lmd"] = lip_landmark_distance(found[both], truth_points[both]) if both.any() else float("nan")
         metrics["lmd_tracked_fraction"] = float(found_mask.mean())
     return metrics
