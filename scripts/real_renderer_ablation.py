@@ -65,10 +65,16 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
+ARCHITECTURE = ("crop_size", "base_channels", "depth", "colour_normalise", "mouth_window", "memory_distance_prior",
+                "memory_top_k", "feather", "ring_width")       # taken from the warm start, so the variants are it
+
+
 def train_all(args, corpus: Path) -> dict[str, list[Path]]:
+    start = json.loads((Path(args.init_from) / "config.json").read_text())
+    architecture = {key: start[key] for key in ARCHITECTURE if key in start}
     base = RendererTrainingConfig(shards=str(corpus / "shards"), output_dir="", splits=str(corpus / "corpus.json"),
                                   max_steps=args.steps, epochs=10**6, init_from=args.init_from,
-                                  mixed_precision=args.mixed_precision, progress=False)
+                                  mixed_precision=args.mixed_precision, progress=False, **architecture)
     data, best = None, {}
     for variant, memory in TRAINED_VARIANTS.items():
         for seed in range(args.seeds):
