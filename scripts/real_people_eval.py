@@ -229,12 +229,12 @@ def main(argv=None) -> int:
             summary[variant] = {"people": len(chosen), **{key: mean(r[key] for r in chosen) for key in SUMMARY_KEYS}}
     out = Path(args.out)
     previous = json.loads(out.read_text()) if out.exists() else {}
+    kept = {key: value for key, value in previous.items() if key.startswith(("ablation", "crop_comparison"))}
     result = {**provenance({"pipeline": args.pipeline or "bundled", "renderer": args.renderer, "split": args.split,
                             "finetune_seconds": args.finetune_seconds, "people_file": args.people or "bundled",
                             "memory_detail": pipe.memory_detail,
                             "memory_detail_band": pipe.memory_detail_band}),
-              "people": records, "skipped": skipped, "summary": summary,
-              **{key: previous[key] for key in ("ablation", "ablation_provenance") if key in previous}}
+              "people": records, "skipped": skipped, "summary": summary, **kept}
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out, json.dumps(result, indent=1))
     write_grid(Path(args.grid), rows)

@@ -49,8 +49,8 @@ def write_markdown_section(readme: str | os.PathLike, key: str, heading: str, bo
 
 
 def provenance(config: dict | None = None) -> dict:
-    """What made a result: ``git_commit`` (``+dirty`` with uncommitted changes), ``memface_version``,
-    the ``command`` line and the ``config`` — to store in every results JSON."""
+    """What made a result: ``git_commit`` (``+dirty`` with uncommitted changes outside ``docs/results/``),
+    ``memface_version``, the ``command`` line and the ``config`` — to store in every results JSON."""
     import subprocess
     import sys
 
@@ -60,8 +60,10 @@ def provenance(config: dict | None = None) -> dict:
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                                 timeout=10).stdout.strip() or None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        # results the scripts write themselves (docs/results/) do not make the code that made them dirty
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)docs/results"], cwd=root, capture_output=True, text=True,
+                               timeout=10).stdout.strip()
         if commit and dirty:
             commit += "+dirty"
     except (OSError, subprocess.SubprocessError):
