@@ -466,7 +466,7 @@ def native_detail_scale(crop_affines: np.ndarray) -> int:
     clamped to ``[1, MAX_DETAIL_SCALE]``: the resolution at which the video still holds mouth detail."""
     crop_per_frame = np.sqrt(np.abs(np.linalg.det(crop_affines[:, :, :2].astype(np.float64))))
     ratio = float(np.median(1.0 / np.maximum(crop_per_frame, 1e-6)))
-    return int(np.clip(np.ceil(ratio - 0.1), 1, MAX_DETAIL_SCALE))      # 1.05: the crop holds it already
+    return int(np.clip(np.ceil(ratio - 0.1), 1, MAX_DETAIL_SCALE))      # up to 1.1: the crop holds it already
 
 
 def detail_patches(video: str | os.PathLike, fps: float, size: tuple[int, int] | None, crop_affines: np.ndarray,

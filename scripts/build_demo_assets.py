@@ -94,8 +94,9 @@ def evaluation_card(path: Path) -> str:
              f"commit `{result.get('git_commit')}`):", "",
              "| adaptation | people | lower-face ΔE ↓ | mouth sharpness ratio (1 ideal) | lip correlation ↑ |",
              "|---|---|---|---|---|"]
+    labels = {"own_frames_before_cut": "reference: the person's real frames before the cut"}
     for variant, figures in result.get("summary", {}).items():
-        lines.append(f"| {variant} | {figures['people']} | {figures['delta_e']:.2f} | "
+        lines.append(f"| {labels.get(variant, variant)} | {figures['people']} | {figures['delta_e']:.2f} | "
                      f"{figures['sharpness_ratio']:.2f} | "
                      f"{figures['lip_corr_0']:.2f} |")
     lines += ["", "Definitions: `docs/EVALUATION.md` of the memface_hub repository, \"Real people\"."]
