@@ -65,6 +65,9 @@ def parse_args(argv):
     parser.add_argument("--work", default=None, help="work folder (default: a temporary one)")
     parser.add_argument("--detail-band", type=float, default=None,
                         help="crop pixels below which the memory's texture is used (default: the pipeline's)")
+    parser.add_argument("--mouth-region", type=float, default=None,
+                        help="mouth widths around the lips where the render is pasted (0: the whole mouth box; "
+                             "default: the pipeline's)")
     parser.add_argument("--no-memory-detail", action="store_true",
                         help="paste the upscaled crop alone (no output-resolution detail from the memory)")
     return parser.parse_args(argv)
@@ -183,6 +186,8 @@ def main(argv=None) -> int:
     pipe.memory_detail = not args.no_memory_detail
     if args.detail_band is not None:
         pipe.memory_detail_band = args.detail_band
+    if args.mouth_region is not None:
+        pipe.mouth_region = args.mouth_region
     tracker = FaceTracker()
     records, rows, skipped = [], [], []
     with tempfile.TemporaryDirectory(prefix="memface-real-people-") as scratch:
@@ -233,7 +238,7 @@ def main(argv=None) -> int:
     result = {**provenance({"pipeline": args.pipeline or "bundled", "renderer": args.renderer, "split": args.split,
                             "finetune_seconds": args.finetune_seconds, "people_file": args.people or "bundled",
                             "memory_detail": pipe.memory_detail,
-                            "memory_detail_band": pipe.memory_detail_band}),
+                            "memory_detail_band": pipe.memory_detail_band, "mouth_region": pipe.mouth_region}),
               "people": records, "skipped": skipped, "summary": summary, **kept}
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out, json.dumps(result, indent=1))
