@@ -42,7 +42,7 @@ from .audio.base import SILENCE_PEAK, AudioFrontEnd
 from .errors import MemFaceInputError
 from .face.crop import paste_back, transfer_detail, warp_to_crop
 from .face.geometry import Poses
-from .face.sketch import draw_mouth_sketch, lips_mask, project_mouth
+from .face.sketch import MOUTH_REGION, draw_mouth_sketch, lips_mask, project_mouth
 from .hub import hub_file_list, refuse_token_like
 from .io.audio import AUDIO_SAMPLE_RATE, load_audio
 from .io.video import SYNTHETIC_LABEL, VideoWriter, iter_frames
@@ -237,7 +237,7 @@ class MemFacePipeline:
         # out (face.sketch.lips_mask); further out the template frame's own skin stays, so the renderer's
         # light and any contour it copied from a memory patch of another head pose never show. 0: the whole
         # mouth box, as the renderer composites it.
-        self.mouth_region = 0.2
+        self.mouth_region = MOUTH_REGION
         self.device, self.dtype = torch.device("cpu"), torch.float32
         self._speaker_cache: dict[int, _SpeakerContext] = {}
         self._a2e_cache: dict[int, tuple[SpeakerMemory, MemFaceAudioToExpression]] = {}

@@ -35,7 +35,7 @@ class RendererFrames(torch.utils.data.Dataset):
     def __init__(self, shard_paths: Sequence[str | os.PathLike], crop_size: int = 128, frame_step: int = 2,
                  progress: bool = False):
         self.crop_size = int(crop_size)
-        crops, sketches, vertices, clips, frames = [], [], [], [], []
+        crops, sketches, vertices, clips, frames, drawn = [], [], [], [], [], []
         self.layout: CropLayout | None = None
         for path in tqdm(shard_paths, disable=not progress, desc="loading frames"):
             shard = load_shard(path)
@@ -52,6 +52,7 @@ class RendererFrames(torch.utils.data.Dataset):
                     continue
                 crops.append(cv2.resize(crop, (self.crop_size, self.crop_size), interpolation=cv2.INTER_AREA))
                 sketches.append(draw_mouth_sketch(points[position], self.crop_size))
+                drawn.append(points[position])
                 vertices.append(shard.mouth_vertices[index])
                 clips.append(Path(path).name)
                 frames.append(index)
@@ -61,6 +62,7 @@ class RendererFrames(torch.utils.data.Dataset):
         self.crops = np.stack(crops)                          # (F, S, S, 3) uint8
         self.sketches = np.stack(sketches)                    # (F, S, S, 3) uint8
         self.vertices = np.stack(vertices).astype(np.float32)  # (F, V, 3)
+        self.points = np.stack(drawn).astype(np.float32)       # (F, V, 2) the mouth drawn, crop pixels
         self.clips = np.array(clips)
         self.frames = np.array(frames)
         self.bank: MemoryBank | None = None
@@ -82,6 +84,7 @@ class RendererFrames(torch.utils.data.Dataset):
         """A view of some frames (a bool mask or indices over items), without a memory bank."""
         part = copy.copy(self)
         part.crops, part.sketches, part.vertices = self.crops[keep], self.sketches[keep], self.vertices[keep]
+        part.points = self.points[keep]
         part.clips, part.frames, part.bank = self.clips[keep], self.frames[keep], None
         return part
 

@@ -23,6 +23,7 @@ OUTER_CONTOUR_COLOUR = (255, 255, 255)
 INNER_CONTOUR_COLOUR = (255, 210, 0)
 JAW_COLOUR = (60, 220, 60)
 _SHIFT = 4  # sub-pixel precision bits for OpenCV drawing
+MOUTH_REGION = 0.2  # generation pastes the render this many mouth widths around the lips (lips_mask margin)
 
 
 def project_mouth(vertices: np.ndarray, poses: Poses, affines: np.ndarray) -> np.ndarray:

@@ -28,6 +28,7 @@ from ..arrays_io import atomic_folder, save_arrays
 from ..data.preprocess import preprocess_clip
 from ..data.renderer_frames import RendererFrames
 from ..errors import MemFaceInputError
+from ..face.sketch import MOUTH_REGION, lips_mask
 from ..io.video import MAX_SHORT_SIDE
 from ..renderer import MemFaceRenderer, apply_renderer_delta, renderer_delta  # noqa: F401 (re-exported)
 from ..speaker import DELTA_FILE, SPEAKER_FILE, SpeakerMemory
@@ -63,15 +64,20 @@ CHECKS = 8                     # held-out checks over a budget
 
 @torch.no_grad()
 def held_out_error(renderer: MemFaceRenderer, frames: RendererFrames, memory: dict, bf16: bool) -> float:
-    """Mean L1 of the mouth box over ``frames`` (the held-out part of the adaptation video)."""
-    top, bottom, left, right = renderer.patch_box
+    """Mean L1 over ``frames`` (the held-out part of the adaptation video) where generation pastes the
+    render: the mouth mask times the region around each frame's drawn lips (:data:`MOUTH_REGION`)."""
+    size = renderer.crop_size
+    mouth = renderer.mouth_mask[0, 0].float().numpy()
+    weights = torch.from_numpy(np.stack([mouth * lips_mask(points, size, margin=MOUTH_REGION)
+                                         for points in frames.points]))[:, None]           # (F, 1, S, S)
     renderer.eval()
     total, count = 0.0, 0
-    for batch in torch.utils.data.DataLoader(frames, batch_size=8):
+    for start, batch in zip(range(0, len(frames), 8), torch.utils.data.DataLoader(frames, batch_size=8)):
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             output = renderer(batch["target"], batch["sketch"], batch["vertices"],
                               **{**memory, "exclude": batch["exclude"]} if memory else {})
-        error = (output.image.float() - batch["target"])[..., top:bottom, left:right].abs().mean((1, 2, 3))
+        weight = weights[start:start + len(batch["target"])]
+        error = ((output.raw.float() - batch["target"]).abs() * weight).sum((1, 2, 3)) / (3 * weight.sum((1, 2, 3)))
         total, count = total + float(error.sum()), count + len(error)
     return total / max(count, 1)
 
