@@ -1,11 +1,12 @@
 """Real-people figures: adapt to held-out real people, generate from their own speech, compare with their video.
 
-    python scripts/real_people_eval.py ../shared/real_clips --renderer runs/renderer_real/best
+    python scripts/real_people_eval.py ../shared/real_clips
 
 Protocol (docs/EVALUATION.md of the design notes, "Real people"): for each test person of the people
 file (default: the committed ``memface_hub/data/real_people.json``) with a real clip that has
 speech, the clip is cut at ``c = min(15 s, 0.7 × length)``; the part before ``c`` is the
-adaptation video (``adapt_speaker``: memory only, and again with a 60 s renderer fine-tune), the
+adaptation video (``adapt_speaker``: memory only, and again with a 60 s renderer fine-tune and a 15 s a2e
+fine-tune on the clip's own speech), the
 audio after ``c`` drives generation with the adapted speaker, and the real frames after ``c`` are
 the ground truth. Generated and real frames are re-tracked by the same landmarker; ΔE of the
 lower face, mouth sharpness ratio and lip correlation come from
@@ -56,7 +57,10 @@ def parse_args(argv):
     parser.add_argument("--renderer", default=None, help="use this renderer folder instead of the pipeline's")
     parser.add_argument("--people", default=None, help="people file (default: the committed split)")
     parser.add_argument("--split", default="test", help="which people to evaluate (default: test)")
-    parser.add_argument("--finetune-seconds", type=float, default=60.0, help="fine-tune budget (0: skip)")
+    parser.add_argument("--finetune-seconds", type=float, default=60.0, help="renderer fine-tune budget (0: skip)")
+    parser.add_argument("--a2e-finetune-seconds", type=float, default=15.0,
+                        help="a2e fine-tune budget of the fine-tuned variant, on the clip's own speech (paper Sec. "
+                             "4.2: both models are fine-tuned on the adaptation video; 0: the renderer only)")
     parser.add_argument("--out", default=str(ROOT / "docs/results/real_people.json"))
     parser.add_argument("--grid", default=str(ROOT / "outputs/real_people_grid.png"),
                         help="PNG of real vs generated frames; it shows real people, so it stays out of the "
@@ -215,7 +219,8 @@ def main(argv=None) -> int:
                     continue
                 started = time.perf_counter()
                 adapt_speaker(adaptation, work / variant, renderer=pipe.renderer if seconds else None,
-                              finetune_seconds=seconds or None, progress=False)
+                              finetune_seconds=seconds or None, progress=False, a2e=pipe.a2e,
+                              a2e_finetune_seconds=(args.a2e_finetune_seconds or None) if seconds else None)
                 adapt_seconds = time.perf_counter() - started
                 output = pipe((test_audio, AUDIO_SAMPLE_RATE), str(work / variant))
                 figures = compare_videos(video_statistics(list(output.frames), tracker), real)
@@ -236,7 +241,8 @@ def main(argv=None) -> int:
     previous = json.loads(out.read_text()) if out.exists() else {}
     kept = {key: value for key, value in previous.items() if key.startswith(("ablation", "crop_comparison"))}
     result = {**provenance({"pipeline": args.pipeline or "bundled", "renderer": args.renderer, "split": args.split,
-                            "finetune_seconds": args.finetune_seconds, "people_file": args.people or "bundled",
+                            "finetune_seconds": args.finetune_seconds,
+                            "a2e_finetune_seconds": args.a2e_finetune_seconds, "people_file": args.people or "bundled",
                             "memory_detail": pipe.memory_detail,
                             "memory_detail_band": pipe.memory_detail_band, "mouth_region": pipe.mouth_region}),
               "people": records, "skipped": skipped, "summary": summary, **kept}
