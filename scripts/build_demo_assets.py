@@ -94,7 +94,11 @@ def evaluation_card(path: Path) -> str:
              f"commit `{result.get('git_commit')}`):", "",
              "| adaptation | people | lower-face ΔE ↓ | mouth sharpness ratio (1 ideal) | lip correlation ↑ |",
              "|---|---|---|---|---|"]
-    labels = {"own_frames_before_cut": "reference: the person's real frames before the cut"}
+    config = result.get("config", {})
+    labels = {"own_frames_before_cut": "reference: the person's real frames before the cut",
+              "finetune_60s": f"fine-tuned: renderer {config.get('finetune_seconds', 60):g} s"
+                              + (f", a2e {config['a2e_finetune_seconds']:g} s" if config.get("a2e_finetune_seconds")
+                                 else "")}
     for variant, figures in result.get("summary", {}).items():
         lines.append(f"| {labels.get(variant, variant)} | {figures['people']} | {figures['delta_e']:.2f} | "
                      f"{figures['sharpness_ratio']:.2f} | "

@@ -171,7 +171,9 @@ def markdown_table(rows: list[dict], origin: dict) -> str:
     """The ablation rows as the results page's table (mean ± sample std over seeds)."""
     config = origin["config"]
     lines = [f"`{origin['command']}` at `{origin['git_commit']}`: {config['steps']} steps per run, crop "
-             f"{config['crop_size']}, warm start from the previous bundled renderer (the layers the variants share), "
+             f"{config['crop_size']}, warm start from `{Path(config['init_from']).name}` of the bundled pipeline, an "
+             "explicit-memory renderer (the layers the variants share: memface continues it whole, the other "
+             "variants start their memory layers fresh, which favours memface at a short budget), "
              f"held-out people {', '.join(config['people'])}; memory from the part before the cut, frames after it "
              "redrawn from their tracked mouth.", "",
              "| variant | perceptual ↓ | LMD (px @256) ↓ | PSNR mouth ↑ | SSIM mouth ↑ | sharpness ratio "
