@@ -40,11 +40,20 @@ def lips_mask(points: np.ndarray, size: int, margin: float = 0.15) -> np.ndarray
     grown by ``margin`` × the mouth's width, falling smoothly to 0 — the lips and the skin right around them."""
     outer = np.asarray(points, np.float64)[_OUTER]
     width = max(float(np.ptp(outer[:, 0])), 1.0)
-    mask = np.zeros((size, size), np.float32)
-    cv2.fillPoly(mask, [np.round(outer * (1 << _SHIFT)).astype(np.int32)], 1.0, cv2.LINE_AA, _SHIFT)
     grow = max(1, round(margin * width))
-    mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
-    return cv2.GaussianBlur(mask, (0, 0), grow / 2)
+    # worked on the rectangle the grown, blurred lips can reach: a fraction of the pixels, the same weights
+    # (away from the crop's edges, where zeros now lie beyond it instead of a reflection)
+    reach = grow + int(np.ceil(4 * grow / 2)) + 2
+    x0, y0 = np.maximum(np.floor(outer.min(0)).astype(int) - reach, 0)
+    x1, y1 = np.minimum(np.ceil(outer.max(0)).astype(int) + reach + 1, size)
+    mask = np.zeros((size, size), np.float32)
+    if x1 <= x0 or y1 <= y0:
+        return mask
+    local = np.zeros((y1 - y0, x1 - x0), np.float32)
+    cv2.fillPoly(local, [np.round((outer - (x0, y0)) * (1 << _SHIFT)).astype(np.int32)], 1.0, cv2.LINE_AA, _SHIFT)
+    local = cv2.dilate(local, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
+    mask[y0:y1, x0:x1] = cv2.GaussianBlur(local, (0, 0), grow / 2, borderType=cv2.BORDER_CONSTANT)
+    return mask
 
 
 def draw_mouth_sketch(points: np.ndarray, size: int, canvas: np.ndarray | None = None) -> np.ndarray:
