@@ -349,10 +349,19 @@ def main() -> int:
                                                   if c["kind"] == "large template"]
     result = {**provenance({"four_k": args.four_k, "source_4k": args.source_4k}), "summary": summarise(cases),
               "cases": [asdict(case) for case in cases]}
+    kept = [case.name for case in cases if (case.kind == "large template") != args.four_k]
+    if kept:          # the other kind of run's cases, with the commit they were run at
+        same_kind = previous.get("config", {}).get("four_k") == args.four_k
+        earlier = previous.get("carried_over", {}) if same_kind else previous
+        result["carried_over"] = {"cases": kept, "git_commit": earlier.get("git_commit"),
+                                  "command": earlier.get("command")}
     write_text_atomic(Path(args.out), json.dumps(result, indent=1) + "\n")
     summary = result["summary"]
-    body = (f"`python scripts/reliability.py` then `python scripts/reliability.py --4k` (commit "
-            f"`{result['git_commit']}`): {summary['cases']} cases, {summary['clear_errors']} clear one-line errors, "
+    carried = result.get("carried_over")
+    origin = f"commit `{result['git_commit']}`" + (f"; {len(carried['cases'])} cases carried over from commit "
+                                                   f"`{carried['git_commit']}`" if carried else "")
+    body = (f"`python scripts/reliability.py` then `python scripts/reliability.py --4k` ({origin}): "
+            f"{summary['cases']} cases, {summary['clear_errors']} clear one-line errors, "
             f"{summary['ok']} ran fine, {summary['interrupted_cleanly']} interrupted cleanly; "
             f"**{summary['tracebacks']} "
             f"tracebacks, {summary['hangs']} hangs, {summary['half_written_outputs']} half-written outputs, "
