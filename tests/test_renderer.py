@@ -320,3 +320,32 @@ def test_hostile_configs_are_refused_before_anything_is_allocated(tmp_path, edit
     with pytest.raises(MemFaceInputError, match=problem) as info:
         MemFaceRenderer.from_pretrained(tmp_path / "r")
     assert "config.json" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_renderers_of_different_crop_sizes_are_measured_at_one_resolution(tiny_shards, tiny_corpus):
+    """``evaluate_renderer(reference=)``: a crop-64 output is upscaled and compared with the crop-128 truth.
+    A renderer that returns its target exactly (a stand-in for a perfect one) is perfect at its own size, and
+    at 128 it has lost the detail the 64 crop could not hold: lower PSNR, a softer mouth."""
+    from types import SimpleNamespace
+
+    from memface_hub.data.renderer_frames import RendererFrames
+    from memface_hub.evaluation.perceptual import PerceptualMetric
+    from memface_hub.evaluation.renderer_eval import evaluate_renderer
+
+    class Perfect(torch.nn.Module):
+        def __init__(self, size):
+            super().__init__()
+            self.crop_layout = MemFaceRenderer(crop_size=size, base_channels=4, depth=1).crop_layout
+
+        def forward(self, target, sketch, vertices, **memory):
+            return SimpleNamespace(image=target)
+
+    _, index = tiny_corpus
+    shard = tiny_shards / index["clips"][0]["clip_id"]
+    small, large = (RendererFrames([shard], crop_size=size, frame_step=8) for size in (64, 128))
+    perceptual = PerceptualMetric()
+    own = evaluate_renderer(Perfect(64), small, {}, perceptual)
+    at_128 = evaluate_renderer(Perfect(64), small, {}, perceptual, reference=large)
+    assert own["psnr_mouth"] > 60 and abs(own["sharpness_ratio"] - 1) < 1e-6
+    assert at_128["psnr_mouth"] < 45 and at_128["sharpness_ratio"] < 0.8 and at_128["perceptual"] > own["perceptual"]
+    assert at_128["frames"] == own["frames"] == len(large)
