@@ -103,13 +103,7 @@ def compare(args, corpus: Path) -> int:
         renderer = MemFaceRenderer.from_pretrained(folder)
         people = test_people(corpus, renderer.crop_size, args.test_frame_step) if renderer.crop_size != size \
             else reference
-        results = []
-        for name in names:
-            bank = people[name][0].bank
-            with torch.inference_mode():
-                results.append(evaluate_renderer(renderer, people[name][1],
-                                                 renderer.speaker_memory_inputs(bank.keys, bank.patches), perceptual,
-                                                 tracker, truths[name], reference=reference[name][1]))
+        results = evaluate_people(renderer, people, names, perceptual, tracker, truths, reference=reference)
         rows.append({"renderer": str(folder), "crop_size": renderer.crop_size, **pooled(results)})
         logger.info("%s (crop %d): %s", folder, renderer.crop_size, rows[-1])
     out = Path(args.out)
@@ -132,6 +126,21 @@ def compare(args, corpus: Path) -> int:
     write_markdown_section(args.readme, "crop-comparison", "Renderer crop sizes on held-out real people "
                            "(`docs/results/real_people.json`, `crop_comparison`)", "\n".join(lines))
     return 0
+
+
+@torch.inference_mode()
+def evaluate_people(renderer: MemFaceRenderer, people: dict[str, tuple], names: list[str], perceptual, tracker,
+                    truths: dict, memory_of=lambda name: name, reference: dict[str, tuple] | None = None) -> list[dict]:
+    """:func:`evaluate_renderer` on each held-out person's frames after the cut, reading the memory of
+    ``memory_of(name)`` (their own by default), against ``reference``'s frames when given (another crop size)."""
+    results = []
+    for name in names:
+        bank = people[memory_of(name)][0].bank
+        results.append(evaluate_renderer(renderer, people[name][1], renderer.speaker_memory_inputs(bank.keys,
+                                                                                                   bank.patches),
+                                         perceptual, tracker, truths[name],
+                                         reference=reference[name][1] if reference else None))
+    return results
 
 
 def test_people(corpus: Path, crop_size: int, frame_step: int) -> dict[str, tuple]:
@@ -212,13 +221,7 @@ def main(argv=None) -> int:
             if variant == "memface":
                 reads.append(("other_speaker_memory", lambda name: names[(names.index(name) + 1) % len(names)]))
             for label, memory_of in reads:
-                results = []
-                for name in names:
-                    bank = people[memory_of(name)][0].bank
-                    memory = renderer.speaker_memory_inputs(bank.keys, bank.patches)
-                    with torch.inference_mode():
-                        results.append(evaluate_renderer(renderer, people[name][1], memory, perceptual, tracker,
-                                                         truths[name]))
+                results = evaluate_people(renderer, people, names, perceptual, tracker, truths, memory_of)
                 per_variant.setdefault(label, []).append(pooled(results))
                 logger.info("%s (%s): %s", label, folder, per_variant[label][-1])
     rows = [summarise(per_variant[v], v) for v in ("memface", "no_memory", "implicit_memory", "other_speaker_memory")]
