@@ -60,6 +60,8 @@ def test_build_corpus_splits_by_person_and_refuses_unlisted_clips(carphone_path,
     assert [item["input"].endswith("stranger.mp4") for item in report.refused] == [True]
     assert "not listed" in report.refused[0]["reason"]
     assert (tmp_path / "corpus" / "shards" / "anna_2" / "meta.json").is_file()
+    # the a2e model's split: real clips by person, the test person's clip in its held-out group
+    assert index["a2e_splits"]["train"] == ["anna_1", "anna_2"] and index["a2e_splits"]["test_real"] == ["ben_1"]
 
 
 def test_a_small_face_in_a_large_frame_is_found_and_tracked(carphone_path, tracker):

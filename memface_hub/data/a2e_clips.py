@@ -38,10 +38,14 @@ class A2EClip:
     vertices: np.ndarray      # (T, V, 3) tracked canonical mouth vertices
 
 
-def read_splits(path: str | os.PathLike) -> dict[str, list[str]]:
-    """``{"train": [clip ids], "val": [...], "test": [...]}`` from a demo ``corpus.json`` or a plain JSON."""
+def read_splits(path: str | os.PathLike, key: str = "splits") -> dict[str, list[str]]:
+    """``{"train": [clip ids], "val": [...], "test": [...]}`` from a demo ``corpus.json`` or a plain JSON.
+
+    ``key``: which object of a ``corpus.json`` (``"a2e_splits"`` in a multi-person corpus v2 keeps test
+    sentences and the held-out voice out of training too); a file without it falls back to ``splits``.
+    """
     data = json.loads(Path(path).read_text())
-    splits = data.get("splits", data)
+    splits = data.get(key, data.get("splits", data))
     if not isinstance(splits, dict) or not all(isinstance(v, list) for v in splits.values()):
         raise MemFaceInputError(path, "expected {'splits': {'train': [...], 'val': [...], ...}}")
     return {str(name): [str(i) for i in ids] for name, ids in splits.items()}

@@ -2,10 +2,12 @@
 
 For each (sentence, voice, rate): espeak-ng speech with phoneme timings → coarticulated viseme
 schedule (:mod:`.visemes`) → the photo animated frame by frame (:class:`.FaceAnimator`, with
-blinks and a small head motion) → ``clips/<clip_id>.mp4`` (H.264 + AAC, labelled synthetic) and
-``clips/<clip_id>.json`` (text, voice, phoneme and word timeline, per-frame schedule). The split
-is by sentence (no test sentence is ever heard in training, with any voice); ``corpus.json``
-lists it. Everything but espeak's own sub-millisecond jitter is deterministic for a seed.
+blinks and a small head motion; with ``styles=True``, corpus version 3, each clip also has its own
+:class:`.SpeakingStyle`, speech rate and pitch, so one sentence has many valid mouth motions) →
+``clips/<clip_id>.mp4`` (H.264 + AAC, labelled synthetic) and ``clips/<clip_id>.json`` (text, voice,
+phoneme and word timeline, per-frame schedule). The split is by sentence (no test sentence is ever
+heard in training, with any voice); ``corpus.json`` lists it. Everything but espeak's own
+sub-millisecond jitter is deterministic for a seed.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from ..io.video import DEFAULT_FPS, SYNTHETIC_LABEL, VideoWriter
 from ..parallel import limit_worker_threads
 from .face_animator import FaceAnimator, HeadMotion
 from .sentences import corpus_sentences, split_sentences
+from .speaking_style import NEUTRAL_STYLE, SpeakingStyle, apply_style, draw_style, draw_voice
 from .visemes import viseme_schedule
 
 logger = logging.getLogger(__name__)
@@ -42,11 +45,18 @@ logger = logging.getLogger(__name__)
 CORPUS_FORMAT = "memface-demo-corpus"
 # Version 2: bilabial closures no longer swallow short neighbouring vowels, coarticulation
 # smoothing 30 ms (was 40), and 15 % of the sentences held out for test (was 10 %).
+# Version 3 (``styles=True``): a speaking style, rate and pitch drawn per clip; voices that speak
+# only test sentences (held out).
 CORPUS_VERSION = 2
+STYLED_CORPUS_VERSION = 3
 VAL_FRACTION = 0.1
 TEST_FRACTION = 0.15
 DEFAULT_VOICES = ("en-us", "en-us+f3", "en-gb", "en-us+m3")
 DEFAULT_RATES = (140, 160, 180)
+# Corpus v3: more voices (accents and espeak-ng's voice variants), and one heard only on test sentences.
+STYLED_VOICES = ("en-us", "en-us+f3", "en-gb", "en-us+m3", "en-gb-scotland+f2", "en-us-nyc+m5",
+                 "en-029+klatt2", "en-gb-x-rp+f4")
+HELD_OUT_VOICES = ("en-gb-x-gbclan+m2",)
 PAD_SECONDS = 0.35          # silence before and after each sentence
 TARGET_FACE_HEIGHT = 210    # pixels, forehead to chin, after upscaling the photo
 SPLITS = ("train", "val", "test")
@@ -65,6 +75,9 @@ class ClipPlan:
     voice: str
     rate: int
     seed: int
+    pitch: int | None = None                 # espeak-ng pitch (None: the voice's default)
+    style: SpeakingStyle | None = None       # None: the neutral style (corpus v2)
+    held_out_voice: bool = False             # a voice heard only on test sentences
 
 
 def _voice_tag(voice: str) -> str:
@@ -72,11 +85,19 @@ def _voice_tag(voice: str) -> str:
 
 
 def plan_corpus(minutes: float = 20.0, seed: int = 0, voices: Sequence[str] = DEFAULT_VOICES,
-                rates: Sequence[int] = DEFAULT_RATES, num_grid: int = 200) -> list[ClipPlan]:
+                rates: Sequence[int] = DEFAULT_RATES, num_grid: int = 200, styles: bool = False,
+                style_seed: int = 0, held_out_voices: Sequence[str] = (), rotation: int = 0) -> list[ClipPlan]:
     """Choose clips until about ``minutes`` of speech; the split is by sentence.
 
     Every sentence is planned once per voice (rates drawn per clip), in a seeded order that
     starts with one clip of each split so that even a tiny corpus has train, val and test.
+
+    With ``styles`` (corpus v3) each clip draws a speaking style, rate and pitch from a generator
+    seeded by ``(seed, style_seed)``: faces built with one ``seed`` and their own ``style_seed`` speak
+    the same sentences with the same split, each in other styles (one sentence, many motions). Every
+    planned test sentence is also spoken by each of ``held_out_voices`` (heard in no other split).
+    ``rotation`` starts the seeded order that many candidates later (after the first clip of each
+    split): faces built with overlapping rotations share some sentences and add others.
     """
     if minutes <= 0:
         raise MemFaceInputError(f"minutes={minutes}", "must be positive")
@@ -87,22 +108,35 @@ def plan_corpus(minutes: float = 20.0, seed: int = 0, voices: Sequence[str] = DE
     split_of = {sentence: name for name, items in splits.items() for sentence in items}
     index_of = {sentence: index for index, sentence in enumerate(sentences)}
     rng = np.random.default_rng(seed)
+    style_rng = np.random.default_rng([seed, style_seed])
     candidates = [(sentence, voice) for sentence in sentences for voice in voices]
     order = rng.permutation(len(candidates))
     candidates = [candidates[i] for i in order]
     first = []
     for name in SPLITS:
         first += [c for c in candidates if split_of[c[0]] == name][:1]
-    candidates = first + [c for c in candidates if c not in first]
+    rest = [c for c in candidates if c not in first]
+    shift = rotation % len(rest) if rest else 0
+    candidates = first + rest[shift:] + rest[:shift]
     plans, total = [], 0.0
     for sentence, voice in candidates:
         if total >= minutes * 60 and len(plans) >= len(first):
             break
         rate = int(rng.choice(rates))
         clip_seed = int(rng.integers(0, 2**31 - 1))
-        clip_id = f"s{index_of[sentence]:03d}_{_voice_tag(voice)}_{rate}"
-        plans.append(ClipPlan(clip_id, split_of[sentence], sentence, voice, rate, clip_seed))
-        total += SPEECH_RATE_FACTOR * len(sentence.split()) * 60.0 / rate + 2 * PAD_SECONDS
+        heard_by = [(voice, False)]
+        if styles and split_of[sentence] == "test":
+            heard_by += [(held_out, True) for held_out in held_out_voices]
+        for speaker_voice, held_out in heard_by:
+            if styles:
+                rate, pitch = draw_voice(style_rng)
+                style = draw_style(style_rng)
+                tag = f"s{index_of[sentence]:03d}_{_voice_tag(speaker_voice)}_r{rate}p{pitch}"
+            else:
+                pitch, style, tag = None, None, f"s{index_of[sentence]:03d}_{_voice_tag(speaker_voice)}_{rate}"
+            plans.append(ClipPlan(tag, split_of[sentence], sentence, speaker_voice, rate, clip_seed, pitch, style,
+                                  held_out))
+            total += SPEECH_RATE_FACTOR * len(sentence.split()) * 60.0 / rate + 2 * PAD_SECONDS
     return plans
 
 
@@ -178,7 +212,8 @@ def render_clip(plan: ClipPlan, animator: FaceAnimator, out_dir: str | os.PathLi
                 fps: float = DEFAULT_FPS) -> dict:
     """Render one clip to ``out_dir/<clip_id>.mp4`` + ``.json``; returns the timeline dict."""
     out_dir = Path(out_dir)
-    speech = synthesize(plan.text, voice=plan.voice, rate=plan.rate)
+    style = plan.style or NEUTRAL_STYLE
+    speech = synthesize(plan.text, voice=plan.voice, rate=plan.rate, pitch=plan.pitch)
     pad = np.zeros(int(PAD_SECONDS * speech.sample_rate), np.float32)
     samples = np.concatenate([pad, speech.samples, pad])
     divisor = np.gcd(AUDIO_SAMPLE_RATE, speech.sample_rate)
@@ -186,8 +221,8 @@ def render_clip(plan: ClipPlan, animator: FaceAnimator, out_dir: str | os.PathLi
     duration = len(audio) / AUDIO_SAMPLE_RATE
     num_frames = int(round(duration * fps))
     phonemes = [type(p)(p.symbol, p.start + PAD_SECONDS, p.end + PAD_SECONDS) for p in speech.phonemes]
-    schedule = viseme_schedule(phonemes, num_frames, fps=fps)
-    visemes = schedule.as_array()
+    schedule = viseme_schedule(phonemes, num_frames, fps=fps, smoothing_s=style.coarticulation_s)
+    visemes = apply_style(schedule.as_array(), style)          # (num_frames, 4)
     rng = np.random.default_rng(plan.seed)
     motion = head_motion(num_frames, rng, fps)
     blinks = blink_curve(num_frames, rng, fps)
@@ -195,15 +230,15 @@ def render_clip(plan: ClipPlan, animator: FaceAnimator, out_dir: str | os.PathLi
     with VideoWriter(out_dir / f"{plan.clip_id}.mp4", fps=fps, audio=(audio, AUDIO_SAMPLE_RATE),
                      metadata=metadata, crf=16) as writer:
         for index in range(num_frames):
-            writer.write(animator.render(visemes[index], float(blinks[index]), motion[index]))
+            writer.write(animator.render(visemes[index], float(blinks[index]), motion[index], style))
     timeline = {
-        **asdict(plan), "fps": fps, "num_frames": num_frames, "duration": duration,
+        **asdict(plan), "style": style.as_dict(), "fps": fps, "num_frames": num_frames, "duration": duration,
         "sample_rate": AUDIO_SAMPLE_RATE, "pad_seconds": PAD_SECONDS, "synthetic": True,
         "phonemes": [[p.symbol, round(p.start, 4), round(p.end, 4)] for p in phonemes],
         "words": [[w.text, round(w.start + PAD_SECONDS, 4), round(w.end + PAD_SECONDS, 4)] for w in speech.words],
-        "visemes": {name: np.round(getattr(schedule, name), 4).tolist()
-                    for name in ("jaw_open", "lip_round", "lip_spread", "closure")},
-        "mouth_open": np.round(schedule.jaw_open * (1.0 - schedule.closure), 4).tolist(),
+        "visemes": {name: np.round(visemes[:, channel], 4).tolist()
+                    for channel, name in enumerate(("jaw_open", "lip_round", "lip_spread", "closure"))},
+        "mouth_open": np.round(visemes[:, 0] * (1.0 - visemes[:, 3]), 4).tolist(),
         "blink": np.round(blinks, 3).tolist(),
         "head_roll_deg": [round(m.roll, 3) for m in motion],
     }
@@ -233,25 +268,31 @@ def clip_is_done(clips_dir: Path, clip_id: str) -> bool:
 def build_demo_corpus(out_dir: str | os.PathLike, minutes: float = 20.0, seed: int = 0,
                       photo: str | os.PathLike | None = None, voices: Sequence[str] = DEFAULT_VOICES,
                       rates: Sequence[int] = DEFAULT_RATES, workers: int = 1, fps: float = DEFAULT_FPS,
-                      progress: bool = True) -> dict:
+                      progress: bool = True, styles: bool = False, style_seed: int = 0,
+                      held_out_voices: Sequence[str] = (), rotation: int = 0) -> dict:
     """Build (or finish building) the demo corpus in ``out_dir``; returns the ``corpus.json`` dict.
 
     Clips already rendered are kept; a corpus built with other settings is refused rather
-    than mixed.
+    than mixed. ``styles``, ``style_seed``, ``held_out_voices`` and ``rotation``: see :func:`plan_corpus`
+    (corpus v3).
     """
     out_dir = Path(out_dir)
     clips_dir = out_dir / "clips"
     clips_dir.mkdir(parents=True, exist_ok=True)
     _, photo_description = load_photo(photo)
-    plans = plan_corpus(minutes, seed, voices, rates)
+    plans = plan_corpus(minutes, seed, voices, rates, styles=styles, style_seed=style_seed,
+                        held_out_voices=held_out_voices, rotation=rotation)
     settings = {"seed": seed, "minutes": minutes, "voices": list(voices), "rates": list(rates),
                 "photo": photo_description, "fps": fps}
+    if styles:
+        settings.update(styles=True, style_seed=style_seed, held_out_voices=list(held_out_voices), rotation=rotation)
+    version = STYLED_CORPUS_VERSION if styles else CORPUS_VERSION
     index_path = out_dir / "corpus.json"
     if index_path.exists():
         previous = json.loads(index_path.read_text())
-        if previous.get("settings") != settings or previous.get("format_version") != CORPUS_VERSION:
+        if previous.get("settings") != settings or previous.get("format_version") != version:
             raise MemFaceInputError(out_dir, "holds a demo corpus built with other settings or by another corpus "
-                                             f"version (this is version {CORPUS_VERSION}); use another folder")
+                                             f"version (this is version {version}); use another folder")
     todo = [plan for plan in plans if not clip_is_done(clips_dir, plan.clip_id)]
     logger.info("demo corpus: %d clips planned, %d to render", len(plans), len(todo))
     bar = tqdm(total=len(todo), disable=not progress, desc="rendering demo corpus", unit="clip")
@@ -273,8 +314,11 @@ def build_demo_corpus(out_dir: str | os.PathLike, minutes: float = 20.0, seed: i
         clips.append({"clip_id": plan.clip_id, "split": plan.split, "text": plan.text, "voice": plan.voice,
                       "rate": plan.rate, "duration": timeline["duration"], "num_frames": timeline["num_frames"],
                       "video": f"clips/{plan.clip_id}.mp4", "timeline": f"clips/{plan.clip_id}.json"})
+        if styles:
+            clips[-1].update(pitch=plan.pitch, style=(plan.style or NEUTRAL_STYLE).as_dict(),
+                             held_out_voice=plan.held_out_voice)
     index = {
-        "format": CORPUS_FORMAT, "format_version": CORPUS_VERSION, "settings": settings, "synthetic": True,
+        "format": CORPUS_FORMAT, "format_version": version, "settings": settings, "synthetic": True,
         "splits": {name: [c["clip_id"] for c in clips if c["split"] == name] for name in SPLITS},
         "total_seconds": round(sum(c["duration"] for c in clips), 2), "clips": clips,
     }

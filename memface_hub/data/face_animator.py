@@ -27,6 +27,7 @@ from ..face.landmarks import (
     RIGHT_EYE_OUTER,
     RIGHT_EYE_UPPER,
 )
+from .speaking_style import NEUTRAL_STYLE, SpeakingStyle
 
 # Inner lip contour: corners 78 (right) and 308 (left); upper half 78→308, lower half 308→78.
 _INNER_UPPER = INNER_LIPS_LOOP[1:10]           # 191 … 415, left to right in the loop
@@ -44,6 +45,8 @@ JAW_DROP = 0.30        # chin drop at jaw_open = 1
 LIP_GAP = 0.42         # inner-lip gap at the lip centre at full opening
 ROUND_INWARD = 0.10    # corner movement towards the centre at lip_round = 1
 SPREAD_OUTWARD = 0.06  # corner movement outwards at lip_spread = 1
+SMILE_OUTWARD = 0.05   # corner movement outwards at a resting smile of 1 (speaking style)
+SMILE_UP = 0.03        # corner lift at a resting smile of 1
 
 TEETH_COLOUR = np.array([222, 214, 200], np.float32)
 SEAM_COLOUR = (120, 60, 62)
@@ -148,19 +151,25 @@ class FaceAnimator:
         x = self._project(self.rest[list(indices)])[:, 0]
         return np.clip(1.0 - ((x - self.mouth_centre_x) / self.mouth_half_width) ** 2, 0, 1) ** 0.7
 
-    def moved_points(self, viseme: np.ndarray, blink: float = 0.0) -> np.ndarray:
-        """Landmark positions ``(478, 2)`` for viseme ``(jaw_open, lip_round, lip_spread, closure)``."""
+    def moved_points(self, viseme: np.ndarray, blink: float = 0.0, style: SpeakingStyle = NEUTRAL_STYLE) -> np.ndarray:
+        """Landmark positions ``(478, 2)`` for viseme ``(jaw_open, lip_round, lip_spread, closure)``.
+
+        ``style`` shapes the motion: ``jaw_share`` moves opening between jaw drop and lip parting,
+        ``asymmetry`` makes one corner move more, ``smile`` pulls both corners out and up (the neutral
+        style is the corpus v2 face exactly).
+        """
         jaw_open, lip_round, lip_spread, closure = (float(v) for v in viseme)
         points = self.rest.copy()
         opening = jaw_open * (1.0 - closure)
         down, right = self.down * self.unit, self.right * self.unit
+        jaw_gain, lip_gain = 0.5 + style.jaw_share, 1.5 - style.jaw_share     # both 1 at the neutral 0.5
         # 1. jaw: chin and lower face drop
-        points += np.outer(self.jaw_weight * JAW_DROP * jaw_open, down)
+        points += np.outer(self.jaw_weight * JAW_DROP * jaw_open * jaw_gain, down)
         # 2. lips part: lower lip down (with the jaw), upper lip slightly up, largest at the centre
         lower = list(_INNER_LOWER) + list(_OUTER_LOWER)
         upper = list(_INNER_UPPER) + list(_OUTER_UPPER)
-        gap_lower = self._lip_profile(lower) * LIP_GAP * opening
-        gap_upper = self._lip_profile(upper) * LIP_GAP * opening
+        gap_lower = self._lip_profile(lower) * LIP_GAP * opening * lip_gain
+        gap_upper = self._lip_profile(upper) * LIP_GAP * opening * lip_gain
         points[lower] += np.outer(0.8 * gap_lower, down)
         points[upper] -= np.outer(0.2 * gap_upper, down)
         # rounding pushes the lip centres outwards (a rounder opening)
@@ -170,10 +179,12 @@ class FaceAnimator:
         for indices, strength in ((_CORNERS, 1.0), (_NEAR_CORNERS, 0.45)):
             indices = list(indices)
             side = np.sign(self._project(self.rest[indices])[:, 0] - self.mouth_centre_x)
-            horizontal = (SPREAD_OUTWARD * lip_spread - ROUND_INWARD * lip_round) * strength
-            points[indices] += np.outer(side * horizontal, right)
-            points[indices] += np.outer(np.full(len(indices), 0.35 * LIP_GAP * opening * strength), down)
-            points[indices] -= np.outer(np.full(len(indices), 0.015 * lip_spread * strength), down)
+            gain = 1.0 + style.asymmetry * side                                  # (n,) per corner
+            horizontal = strength * (SPREAD_OUTWARD * lip_spread - ROUND_INWARD * lip_round
+                                     + SMILE_OUTWARD * style.smile)
+            points[indices] += np.outer(side * horizontal * gain, right)
+            points[indices] += np.outer(0.35 * LIP_GAP * opening * lip_gain * strength * gain, down)
+            points[indices] -= np.outer((0.015 * lip_spread + SMILE_UP * style.smile) * strength * gain, down)
         points[list(_PHILTRUM)] -= np.outer(np.full(len(_PHILTRUM), 0.03 * opening), down)
         # 4. blink: upper lids towards the lower lids
         if blink > 0:
@@ -237,9 +248,10 @@ class FaceAnimator:
         region = roi_image.astype(np.float32) * (1 - alpha) + painted * alpha
         roi_image[:] = np.clip(region, 0, 255).astype(np.uint8)
 
-    def render(self, viseme: np.ndarray, blink: float = 0.0, head: HeadMotion = HeadMotion()) -> np.ndarray:
+    def render(self, viseme: np.ndarray, blink: float = 0.0, head: HeadMotion = HeadMotion(),
+               style: SpeakingStyle = NEUTRAL_STYLE) -> np.ndarray:
         """One frame ``(frame_size, frame_size, 3)`` uint8 RGB."""
-        points = self.moved_points(viseme, blink)
+        points = self.moved_points(viseme, blink, style)
         roi_image = self._warp_roi(points)
         self._paint_mouth(roi_image, points)
         top, bottom, left, right = self.roi

@@ -14,11 +14,13 @@ STATE_FILE = "trainer_state.json"
 CHECKPOINT_DIR = "checkpoint"
 
 
-def split_shards(shards: str | os.PathLike, splits: str | os.PathLike | None) -> tuple[list[str], list[str]]:
+def split_shards(shards: str | os.PathLike, splits: str | os.PathLike | None,
+                 key: str = "splits") -> tuple[list[str], list[str]]:
     """``(train_ids, val_ids)`` of the finished shards under ``shards``: from a splits JSON (e.g. the demo
-    ``corpus.json``) or, without one, a stable hash split. Both must be non-empty."""
+    ``corpus.json``; ``key`` as in :func:`read_splits`) or, without one, a stable hash split. Both must be
+    non-empty."""
     available = [path.name for path in find_shards(shards)]
-    split = read_splits(splits) if splits else hash_split(available)
+    split = read_splits(splits, key) if splits else hash_split(available)
     present = set(available)
     train = [c for c in split["train"] if c in present]
     val = [c for c in split.get("val", []) if c in present]

@@ -85,7 +85,7 @@ def train_a2e(config: A2ETrainingConfig) -> Path:
     accelerator, out = run.accelerator, run.out
 
     # 1. data: split, mouth model (fitted on the training clips), features (cached per shard)
-    train_ids, val_ids = split_shards(config.shards, config.splits)
+    train_ids, val_ids = split_shards(config.shards, config.splits, key="a2e_splits")
     frontend = build_frontend(config.frontend)
     with accelerator.main_process_first():
         mouth_model_path = out / "mouth_model.safetensors"
