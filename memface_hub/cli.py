@@ -126,6 +126,9 @@ def _add_build_corpus(commands) -> None:
     parser.add_argument("--synthetic-minutes", type=positive_float, default=0.5,
                         help="minutes of synthetic speech per face photo (default: 0.5)")
     parser.add_argument("--no-astronaut", action="store_true", help="leave out skimage's astronaut photo")
+    parser.add_argument("--styles", action=argparse.BooleanOptionalAction, default=True,
+                        help="speaking styles, rates, pitches and a held-out voice per synthetic clip (demo corpus "
+                             "v3, the default); --no-styles renders the single-style v2 clips")
     parser.add_argument("--workers", type=positive_int, default=1, help="parallel worker processes (default: 1)")
     parser.set_defaults(handler=_run_build_corpus)
 
@@ -137,7 +140,7 @@ def _run_build_corpus(args) -> int:
         raise MemFaceInputError("build-corpus", "nothing to build: give --real and/or --portraits")
     report = build_corpus(args.out, real_clips=args.real, portraits=args.portraits, people_file=args.people,
                           synthetic_minutes=args.synthetic_minutes, include_astronaut=not args.no_astronaut,
-                          workers=args.workers)
+                          workers=args.workers, styles=args.styles)
     for clip_id, info in report.index["clips"].items():
         logger.info("%s (%s, %s): %d of %d frames tracked", clip_id, info["person"], info["split"],
                     info["frames_tracked"], info["frames"])
@@ -372,9 +375,10 @@ def _add_train_a2e(commands) -> None:
     add_config_arguments(parser, A2ETrainingConfig)
     parser.add_argument("--frontend", default="mel",
                         help="audio front end: mel (the offline default, chosen by the a2e ablation), phonemes, "
-                             "wav2vec2, deepspeech")
+                             "phone_net, wav2vec2, deepspeech")
     parser.add_argument("--frontend-model", default=None,
-                        help="Hub id or local path of the wav2vec2/deepspeech checkpoint")
+                        help="Hub id or local path of the wav2vec2/deepspeech checkpoint, or a phone_net folder "
+                             "(memface train-phone-net; default: the bundled one)")
     parser.set_defaults(handler=_run_train_a2e)
 
 
@@ -394,7 +398,7 @@ def _run_train_a2e(args) -> int:
 
     frontend = {"name": args.frontend}
     if args.frontend_model:
-        frontend["model_name_or_path"] = args.frontend_model
+        frontend["model_path" if args.frontend == "phone_net" else "model_name_or_path"] = args.frontend_model
     best = train_a2e(_training_config(A2ETrainingConfig, args, frontend=frontend))
     logger.info("best model: %s", Path(best).resolve())
     return 0
@@ -553,13 +557,41 @@ def _run_verify(args) -> int:
     return 0 if report.generated else 1
 
 
+def _add_train_phone_net(commands) -> None:
+    parser = commands.add_parser(
+        "train-phone-net", help="train the learned phone-posterior audio front end (phone_net) on TTS audio",
+        description="Train the phone_net front end on a corpus's synthetic clips (espeak-ng phoneme timings as "
+                    "labels, augmented with noise, reverberation, speed/pitch and band-limiting); the test "
+                    "sentences, the held-out voice and validation/test faces are never heard. Writes OUT/best "
+                    "(copy it to memface_hub/assets/phone_net to bundle it). Resumable.")
+    parser.add_argument("--corpus", required=True, help="a multi-person corpus (memface build-corpus) or demo corpus")
+    parser.add_argument("--out", required=True, help="run folder")
+    parser.add_argument("--epochs", type=positive_int, default=30)
+    parser.add_argument("--steps-per-epoch", type=positive_int, default=60)
+    parser.add_argument("--augment-copies", type=int, default=3, help="augmented copies per clip (default: 3)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.set_defaults(handler=_run_train_phone_net)
+
+
+def _run_train_phone_net(args) -> int:
+    from .training.train_phone_net import PhoneNetTrainingConfig, train_phone_net
+
+    if args.augment_copies < 0:
+        raise MemFaceInputError(f"--augment-copies={args.augment_copies}", "must be >= 0")
+    best = train_phone_net(PhoneNetTrainingConfig(corpus=args.corpus, output_dir=args.out, epochs=args.epochs,
+                                                  steps_per_epoch=args.steps_per_epoch,
+                                                  augment_copies=args.augment_copies, seed=args.seed))
+    logger.info("best phone_net weights in %s", best)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="memface", description="MemFace talking-face generation tools.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_demo, _add_generate, _add_adapt, _add_push, _add_pull, _add_list, _add_demo_data,
                 _add_preprocess, _add_build_corpus, _add_fit_mouth_model, _add_train_a2e, _add_eval_a2e,
-                _add_train_renderer, _add_verify):
+                _add_train_renderer, _add_train_phone_net, _add_verify):
         add(commands)
     return parser
 

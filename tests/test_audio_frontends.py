@@ -49,10 +49,10 @@ def speech_like(seconds: float = 2.0, seed: int = 0) -> np.ndarray:
 
 
 def test_registry_builds_every_front_end_and_rejects_unknown_names():
-    assert set(FRONTENDS) == {"mel", "phonemes", "wav2vec2", "deepspeech"}
+    assert set(FRONTENDS) == {"mel", "phonemes", "phone_net", "wav2vec2", "deepspeech"}
     assert isinstance(build_frontend("mel", n_mels=40), MelFrontEnd)
     assert build_frontend("mel", n_mels=40).feature_dim == 160
-    with pytest.raises(ValueError, match="deepspeech, mel, phonemes, wav2vec2"):
+    with pytest.raises(ValueError, match="deepspeech, mel, phone_net, phonemes, wav2vec2"):
         build_frontend("whisperx")
     with pytest.raises(ValueError, match="unexpected config keys"):
         build_frontend({"name": "mel", "n_mel": 40})

@@ -10,6 +10,7 @@ name           features                                    weights
 =============  ==========================================  =====================================
 ``mel``        stacked log-mel, ``4 * n_mels``              none (librosa)
 ``phonemes``   pocketsphinx phone posteriorgram, 40         bundled in the pocketsphinx wheel
+``phone_net``  learned phone posteriors, ``4 * 71``         bundled (trained here on TTS audio)
 ``wav2vec2``   Wav2Vec2/HuBERT hidden states, hidden_size   a ``transformers`` checkpoint
 ``deepspeech`` windowed CTC logits, ``window * vocab``      a ``Wav2Vec2ForCTC`` checkpoint
 =============  ==========================================  =====================================
@@ -28,12 +29,14 @@ from ..errors import MemFaceInputError
 from .base import AudioFrontEnd, cache_key, cached_features, validate_waveform
 from .deepspeech import DeepSpeechFrontEnd
 from .mel import MelFrontEnd
+from .phone_net import PhoneNetFrontEnd
 from .phonemes import PHONES, PhonemeFrontEnd
 from .wav2vec2 import SPEECH_MODEL_REVISIONS, Wav2Vec2FrontEnd
 
 FRONTENDS: dict[str, type[AudioFrontEnd]] = {
     MelFrontEnd.name: MelFrontEnd,
     PhonemeFrontEnd.name: PhonemeFrontEnd,
+    PhoneNetFrontEnd.name: PhoneNetFrontEnd,
     Wav2Vec2FrontEnd.name: Wav2Vec2FrontEnd,
     DeepSpeechFrontEnd.name: DeepSpeechFrontEnd,
 }
@@ -53,6 +56,12 @@ def _check_speech_model(value, source, field: str) -> None:
                                 f"({', '.join(sorted(SPEECH_MODEL_REVISIONS))}), got {value!r:.80}")
 
 
+def _check_sha256(value, source, field: str) -> None:
+    if not isinstance(value, str) or not _SHA256.fullmatch(value):
+        raise MemFaceInputError(source, f"field {field!r} must be a sha256 hex digest, got {value!r:.80}")
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 _BOOL = ((bool,), None, None)
 # What a front-end config read from an artifact (an a2e config.json, a model_index.json) may hold: the
 # front ends this package allows, each field's types and range, speech checkpoints from an allowlist only
@@ -60,6 +69,8 @@ _BOOL = ((bool,), None, None)
 ARTIFACT_FRONTEND_FIELDS: dict[str, dict] = {
     "mel": {"n_mels": ((int,), 1, 512), "resample": _BOOL},
     "phonemes": {"resample": _BOOL, "smoothing_frames": ((int, float), 0, 25)},
+    # the bundled weights only, pinned by their hash (no model_path from an artifact)
+    "phone_net": {"weights_sha256": _check_sha256, "resample": _BOOL},
     "wav2vec2": {"model_name_or_path": _check_speech_model, "layer": ((int,), -64, 64), "device": _check_device,
                  "resample": _BOOL},
     "deepspeech": {"model_name_or_path": _check_speech_model, "window": ((int,), 1, 64), "device": _check_device,
@@ -100,6 +111,6 @@ def build_frontend(name_or_config: str | dict[str, Any], **kwargs: Any) -> Audio
 
 __all__ = [
     "ARTIFACT_FRONTEND_FIELDS", "FRONTENDS", "PHONES", "check_artifact_frontend", "AudioFrontEnd",
-    "DeepSpeechFrontEnd", "MelFrontEnd", "PhonemeFrontEnd",
+    "DeepSpeechFrontEnd", "MelFrontEnd", "PhoneNetFrontEnd", "PhonemeFrontEnd",
     "Wav2Vec2FrontEnd", "build_frontend", "cache_key", "cached_features", "validate_waveform",
 ]

@@ -39,23 +39,30 @@ class MelFrontEnd(AudioFrontEnd):
         return {"name": self.name, "n_mels": self.n_mels, "resample": self.resample}
 
     def _extract(self, audio: np.ndarray, num_frames: int) -> np.ndarray:
-        import librosa
-
-        # 1. log-mel at 100 Hz; frame j is centred at j * 10 ms (librosa's ``center=True`` framing,
-        #    computed in blocks so that long audio never holds a whole-utterance spectrogram)
-        padded = np.pad(audio, N_FFT // 2)
-        total = 1 + len(audio) // HOP_LENGTH
-        log_mel = np.empty((total, self.n_mels), np.float32)                              # (T, n_mels)
-        for start in range(0, total, BLOCK_FRAMES):
-            stop = min(start + BLOCK_FRAMES, total)
-            block = padded[start * HOP_LENGTH:(stop - 1) * HOP_LENGTH + N_FFT]
-            mel = librosa.feature.melspectrogram(
-                y=block, sr=self.sampling_rate, n_fft=N_FFT, hop_length=HOP_LENGTH, win_length=N_FFT,
-                n_mels=self.n_mels, power=2.0, center=False,
-            )  # (n_mels, stop - start)
-            log_mel[start:stop] = np.log(mel + LOG_FLOOR).T
-        # 2. per-utterance mean/variance normalisation per mel bin
-        log_mel = (log_mel - log_mel.mean(axis=0)) / (log_mel.std(axis=0) + 1e-5)
-        # 3. stack the four 10 ms frames of each video frame
+        log_mel = normalised_log_mel(audio, self.sampling_rate, self.n_mels)              # (T, n_mels)
+        # stack the four 10 ms frames of each video frame
         stacked = frames_per_video_frame(log_mel, FRAMES_PER_VIDEO_FRAME, num_frames)  # (num_frames, 4, n_mels)
         return stacked.reshape(num_frames, self.feature_dim).astype(np.float32)
+
+
+def normalised_log_mel(audio: np.ndarray, sampling_rate: int, n_mels: int) -> np.ndarray:
+    """Log-mel at 100 Hz, normalised per utterance: ``(samples,)`` → ``(1 + samples // 160, n_mels)`` float32.
+
+    Frame ``j`` is centred at ``j * 10 ms`` (librosa's ``center=True`` framing, computed in blocks so
+    that long audio never holds a whole-utterance spectrogram); each mel bin has zero mean and unit
+    variance over the utterance.
+    """
+    import librosa
+
+    padded = np.pad(audio, N_FFT // 2)
+    total = 1 + len(audio) // HOP_LENGTH
+    log_mel = np.empty((total, n_mels), np.float32)                                       # (T, n_mels)
+    for start in range(0, total, BLOCK_FRAMES):
+        stop = min(start + BLOCK_FRAMES, total)
+        block = padded[start * HOP_LENGTH:(stop - 1) * HOP_LENGTH + N_FFT]
+        mel = librosa.feature.melspectrogram(
+            y=block, sr=sampling_rate, n_fft=N_FFT, hop_length=HOP_LENGTH, win_length=N_FFT,
+            n_mels=n_mels, power=2.0, center=False,
+        )  # (n_mels, stop - start)
+        log_mel[start:stop] = np.log(mel + LOG_FLOOR).T
+    return (log_mel - log_mel.mean(axis=0)) / (log_mel.std(axis=0) + 1e-5)
