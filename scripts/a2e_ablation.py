@@ -8,6 +8,14 @@
    (each trained memface model with its memory reset to random values, nothing retrained);
 3. a different voice: MemFace trained without one voice, tested on that voice's test clips.
 
+On a multi-person corpus (``memface build-corpus``, speaking styles: demo corpus v3 on many faces) the
+model trains on its ``a2e_splits`` (``--real-repeat`` for the real clips), the table is measured on the
+synthetic test clips, and the unheard voice and unseen faces need no extra training: the corpus already
+holds them out (``test_voice``, ``test_face``; ``test_sentence`` for the seen voices and faces)::
+
+    python scripts/a2e_ablation.py --corpus ../data/corpus --shards ../data/corpus/shards --frontends mel \
+        --epochs 150 --real-repeat 3 --jobs 2 --work ../runs/a2e_ablation_v3
+
 Every run is resumable (a finished run is reused). Writes ``docs/results/a2e_ablation.json`` and
 the table in ``docs/results/README.md`` (between markers), and prints the table.
 """
@@ -31,7 +39,7 @@ from memface_hub.a2e import MemFaceAudioToExpression
 from memface_hub.arrays_io import write_text_atomic
 from memface_hub.data.a2e_clips import read_splits
 from memface_hub.data.visemes import BILABIALS
-from memface_hub.evaluation.a2e_eval import evaluate_a2e, predict_clip_vertices
+from memface_hub.evaluation.a2e_eval import clip_timeline, evaluate_a2e, predict_clip_vertices
 from memface_hub.evaluation.a2e_metrics import centre_frames
 from memface_hub.evaluation.report import STD_CONVENTION, format_mean_std, mean_std, provenance, write_markdown_section
 from memface_hub.face.geometry import mouth_opening
@@ -62,7 +70,8 @@ def train_all(specs: list[RunSpec], args) -> None:
     train_a2e_many([A2ETrainingConfig(
         shards=args.shards, output_dir=str(Path(args.work) / spec.name), splits=spec.splits,
         frontend={"name": spec.frontend}, memory=spec.memory, memory_slots=args.memory_slots, epochs=args.epochs,
-        d_model=args.d_model, seed=spec.seed, progress=False) for spec in specs], jobs=args.jobs)
+        d_model=args.d_model, seed=spec.seed, real_repeat=args.real_repeat, progress=False) for spec in specs],
+        jobs=args.jobs)
 
 
 PLOT_COLOURS = {"ground truth": (40, 40, 40), "memface": (30, 60, 200), "no_memory": (220, 120, 40),
@@ -112,7 +121,7 @@ def plot_mouth_opening(path: Path, curves: dict[str, np.ndarray], bilabial_frame
 def write_opening_figure(path: Path, work: Path, args, chosen: str, clip_id: str, corpus: Path) -> None:
     """Ground truth vs MemFace, w/o memory and random memory (seed 0 each) on one test clip."""
     shard = load_shard(Path(args.shards) / clip_id)
-    timeline = json.loads((corpus / "clips" / f"{clip_id}.json").read_text())
+    timeline = clip_timeline(corpus, clip_id)
     curves = {"ground truth": mouth_opening(shard.mouth_vertices)}
     for label, run_name, reset in (("random_memory", "memface", True), ("no_memory", "no_memory", False),
                                    ("memface", "memface", False)):                      # MemFace drawn last, on top
@@ -152,7 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--d-model", type=int, default=128)
     parser.add_argument("--memory-slots", type=int, default=1000)
     parser.add_argument("--frontends", default="phonemes,mel")
-    parser.add_argument("--heldout-voice", default="en-gb")
+    parser.add_argument("--real-repeat", type=int, default=1,
+                        help="a multi-person corpus's real clips count this often (default: 1)")
+    parser.add_argument("--heldout-voice", default="en-gb", help="demo corpus: the voice one run is trained without")
     parser.add_argument("--heldout-seeds", type=int, default=1, help="seeds for the unheard-voice runs")
     parser.add_argument("--out", default=str(ROOT / "docs" / "results" / "a2e_ablation.json"))
     parser.add_argument("--readme", default=str(ROOT / "docs" / "results" / "README.md"))
@@ -171,7 +182,11 @@ def main(argv: list[str] | None = None) -> int:
                      corpus, args.shards)
         return 2
     index = json.loads((corpus / "corpus.json").read_text())
-    splits = read_splits(corpus / "corpus.json")
+    multi_person = "a2e_splits" in index
+    splits = read_splits(corpus / "corpus.json", key="a2e_splits")
+    if multi_person:      # measured where a timeline gives the truth: the synthetic clips
+        synthetic = {c for c, info in index["clips"].items() if info["source"] == "synthetic"}
+        splits = {name: [c for c in ids if c in synthetic] for name, ids in splits.items()}
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     seeds = list(range(args.seeds))
@@ -185,10 +200,18 @@ def main(argv: list[str] | None = None) -> int:
 
     # 0. every training run, planned up front so that --jobs can train them side by side
     frontends = args.frontends.split(",")
-    voice_of = {clip["clip_id"]: clip["voice"] for clip in index["clips"]}
-    heldout = {name: [c for c in ids if voice_of[c] != args.heldout_voice] for name, ids in splits.items()}
-    heldout_path = work / f"splits_without_{args.heldout_voice}.json"
-    write_text_atomic(heldout_path, json.dumps({"splits": heldout}))
+    if multi_person:
+        voice_of = {c: info.get("voice") for c, info in index["clips"].items()}
+        heldout = {"test": splits["test_sentence"]}
+        unheard = {"voice": ", ".join(sorted({voice_of[c] for c in splits["test_voice"]})),
+                   "clips": splits["test_voice"]}
+    else:
+        voice_of = {clip["clip_id"]: clip["voice"] for clip in index["clips"]}
+        heldout = {name: [c for c in ids if voice_of[c] != args.heldout_voice] for name, ids in splits.items()}
+        unheard = {"voice": args.heldout_voice,
+                   "clips": [c for c in splits["test"] if voice_of[c] == args.heldout_voice]}
+        heldout_path = work / f"splits_without_{args.heldout_voice}.json"
+        write_text_atomic(heldout_path, json.dumps({"splits": heldout}))
     corpus_splits = str(corpus / "corpus.json")
     memface_runs = {f: [RunSpec(f"{f}_memface_s{seed}", "implicit", f, seed, corpus_splits) for seed in seeds]
                     for f in frontends}
@@ -210,8 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     ablation_runs = {variant: [RunSpec(f"{chosen}_{variant}_s{seed}", VARIANT_MEMORY[variant], chosen, seed,
                                        corpus_splits) for seed in seeds]
                      for variant in ("no_memory", "explicit_memory")}
-    voice_runs = [RunSpec(f"{chosen}_memface_no-{args.heldout_voice}_s{seed}", "implicit", chosen, seed,
-                          str(heldout_path)) for seed in seeds[:args.heldout_seeds]]
+    voice_runs = [] if multi_person else [
+        RunSpec(f"{chosen}_memface_no-{args.heldout_voice}_s{seed}", "implicit", chosen, seed, str(heldout_path))
+        for seed in seeds[:args.heldout_seeds]]
     train_all([spec for runs in ablation_runs.values() for spec in runs] + voice_runs, args)
     table = {"memface": [r["test"] for r in choice_rows[chosen]]}
     for variant, runs in ablation_runs.items():
@@ -222,16 +246,19 @@ def main(argv: list[str] | None = None) -> int:
     throughput = float(np.mean([s["train_frames_per_s"] for s in states]))
     run_seconds = float(np.mean([s.get("train_seconds", float("nan")) for s in states]))
 
-    # 3. an unheard voice: its test clips against the other voices' test clips
+    # 3. an unheard voice: its test clips against the other voices' test clips (and, on a multi-person
+    #    corpus, unseen faces), each measured with the runs that never heard it
     voice_rows = {"unheard_voice": [], "heard_voices": []}
-    for spec in voice_runs:
-        voice_rows["unheard_voice"].append(evaluate(work / spec.name / "best", [c for c in splits["test"]
-                                                                             if voice_of[c] == args.heldout_voice]))
+    for spec in voice_runs or memface_runs[chosen]:
+        voice_rows["unheard_voice"].append(evaluate(work / spec.name / "best", unheard["clips"]))
         voice_rows["heard_voices"].append(evaluate(work / spec.name / "best", heldout["test"]))
+    if multi_person:
+        voice_rows["unseen_faces"] = [evaluate(work / spec.name / "best", splits["test_face"])
+                                      for spec in memface_runs[chosen]]
 
     # 4. a picture: ground truth vs the variants on the test clip with the most m/b/p
     def bilabial_count(clip_id: str) -> int:
-        timeline = json.loads((corpus / "clips" / f"{clip_id}.json").read_text())
+        timeline = clip_timeline(corpus, clip_id)
         return len(centre_frames(timeline["phonemes"], BILABIALS, timeline["fps"], timeline["num_frames"]))
 
     figure_clip = args.figure_clip or max(splits["test"], key=bilabial_count)
@@ -248,13 +275,15 @@ def main(argv: list[str] | None = None) -> int:
         "parallel_runs": args.jobs,
         "train_seconds_per_run": run_seconds,
         "corpus_version": index.get("format_version", 1),
+        "corpus": ("multi-person corpus v2 (synthetic faces in drawn speaking styles, demo corpus v3; real clips)"
+                   if multi_person else f"demo corpus v{index.get('format_version', 1)}"),
         "epochs": args.epochs,
         "rows": [table_row(variant, rows) for variant, rows in table.items()],
         "frontend_choice": [{"frontend": f, "val_rmse_mean": float(np.mean([r["val"]["rmse"] for r in rows])),
                              **{f"test_{k}".replace("test_test_", "test_"): v
                                 for k, v in summarise([r["test"] for r in rows]).items()}}
                             for f, rows in choice_rows.items()],
-        "heldout_voice": {"voice": args.heldout_voice,
+        "heldout_voice": {"voice": unheard["voice"],
                           **{name: summarise(rows) for name, rows in voice_rows.items()}},
         "wall_seconds": time.perf_counter() - started,
     }
@@ -281,7 +310,8 @@ def markdown_table(result: dict) -> str:
     if result.get("train_threads"):
         setting = (f"{result['train_threads']} torch thread(s) per run, {result['parallel_runs']} run(s) at once, "
                    f"{result['train_seconds_per_run'] / 60:.1f} min of training per run; {setting}")
-    lines = [f"Demo corpus v{result.get('corpus_version', 1)}. Front end: `{result['frontend']}`; {result['epochs']} "
+    corpus = result.get("corpus") or f"Demo corpus v{result.get('corpus_version', 1)}"
+    lines = [f"{corpus[0].upper()}{corpus[1:]}. Front end: `{result['frontend']}`; {result['epochs']} "
              f"epochs; training {result['train_frames_per_s']:.0f} frames/s per run ({setting}). "
              "Mean ± sample standard deviation (ddof=1) over seeds.", "",
              "| variant | RMSE ↓ | bilabial closure ↑ | mean abs AV offset (frames) ↓ | lag-0 fraction ↑ "
@@ -302,11 +332,15 @@ def markdown_table(result: dict) -> str:
         f"bilabial closure {row['test_bilabial_closure_mean']:.3f}" for row in result["frontend_choice"]) + "."]
     heldout = result["heldout_voice"]
     lines += ["", f"Unheard voice (`{heldout['voice']}` left out of training, "
-                  f"{heldout['unheard_voice']['seeds']} seed): "
+                  f"{heldout['unheard_voice']['seeds']} seed(s)): "
               f"RMSE {heldout['unheard_voice']['rmse_mean']:.4f} and bilabial closure "
               f"{heldout['unheard_voice']['bilabial_closure_mean']:.3f} on its test clips, against "
               f"{heldout['heard_voices']['rmse_mean']:.4f} and {heldout['heard_voices']['bilabial_closure_mean']:.3f} "
               "on the other voices' test clips."]
+    if "unseen_faces" in heldout:
+        lines[-1] += (f" Unseen faces (test people's portraits, training voices): RMSE "
+                      f"{heldout['unseen_faces']['rmse_mean']:.4f}, bilabial closure "
+                      f"{heldout['unseen_faces']['bilabial_closure_mean']:.3f}.")
     return "\n".join(lines)
 
 

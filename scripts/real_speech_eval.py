@@ -26,6 +26,9 @@ the model as ``adapt_speaker`` does (``memface_hub.training.adapt_a2e.finetune_a
 decoder, the adaptation part's last 20 % held out to keep the best weights or none), and the test part is
 scored again with the adapted model (``--a2e-adapt-steps 0``: no adaptation rows).
 
+``--compare A2E...``: the a2e models of other front ends (or trainings) on the same clips, each on the
+test part and on the whole clip (``frontend_comparison``); the default front end is picked from it.
+
 Writes ``--out`` (default ``docs/results/real_speech.json``) with the commit, command and config.
 Only shards are read; nothing from the clips is written into the repository.
 """
@@ -90,6 +93,10 @@ def parse_args(argv):
                              f"(default: {DEFAULT_ADAPT_STEPS}; 0: no adaptation rows)")
     parser.add_argument("--a2e-adapt-lr", type=float, default=DEFAULT_ADAPT_LR,
                         help=f"a2e adaptation learning rate (default: {DEFAULT_ADAPT_LR:g}, finetune_a2e's)")
+    parser.add_argument("--compare", nargs="+", default=[], metavar="A2E",
+                        help="more a2e model folders (e.g. trained with other front ends) measured on the same clips "
+                             "as --a2e, on the test part and on the whole clip (no adaptation): the "
+                             "'frontend_comparison' rows")
     parser.add_argument("--out", default=str(ROOT / "docs/results/real_speech.json"), help="results JSON")
     parser.add_argument("--figure", default=None,
                         help="PNG of predicted vs real lip motion on the longest evaluated clip (e.g. "
@@ -276,6 +283,21 @@ def adaptation_rows(model, frontend, evaluated: list, before: list[dict], args) 
             "fine_tuning": runs}
 
 
+def comparison_row(path: str, evaluated: list) -> dict:
+    """One a2e model on the evaluated clips: summaries of the test part and of the whole clip, and per clip
+    the lip correlation at lag 0 of each."""
+    model = MemFaceAudioToExpression.from_pretrained(path).eval()
+    frontend = build_frontend(model.frontend)
+    name = str(model.frontend.get("name"))
+    parts = {}
+    for key, test_part in (("test_part", True), ("whole_clip", False)):
+        rows = [row for _, shard in evaluated if (row := evaluate_clip(model, frontend, shard, test_part))]
+        parts[key] = {"summary": summarise(rows, name), "lip_corr_0": {row["clip"]: row["lip_corr_0"] for row in rows}}
+    logger.info("%s (%s): mean lip corr %s on the test parts, %s on whole clips", path, name,
+                parts["test_part"]["summary"]["lip_corr_0"], parts["whole_clip"]["summary"]["lip_corr_0"])
+    return {"a2e": str(path), "frontend": name, **parts}
+
+
 def summarise(rows: list[dict], frontend_name: str) -> dict:
     def mean(key):
         values = [row[key] for row in rows if row[key] is not None]
@@ -326,7 +348,8 @@ def main(argv=None) -> int:
         logger.error("no %s person of the people file has a clip with speech under %s", args.split, corpus / "shards")
         return 2
     summary = summarise(rows, str(model.frontend.get("name")))
-    config = {"a2e": str(args.a2e), "corpus": str(corpus), "split": args.split, "test_part": args.test_part,
+    config = {"a2e": str(args.a2e), "compare": list(args.compare), "corpus": str(corpus), "split": args.split,
+              "test_part": args.test_part,
               "people_file": args.people or "bundled", "frontend_config": model.frontend,
               "a2e_adapt_steps": args.a2e_adapt_steps, "a2e_adapt_lr": args.a2e_adapt_lr}
     result = {**provenance(config), "clips": rows, "summary": summary}
@@ -335,6 +358,8 @@ def main(argv=None) -> int:
             {"measured": False, "reason": "no GRID clip among the evaluated ones"}
     else:
         result["grid_closure"] = {"measured": False, "reason": "not requested (--no-closure)"}
+    if args.compare:
+        result["frontend_comparison"] = [comparison_row(path, evaluated) for path in [args.a2e, *args.compare]]
     if args.a2e_adapt_steps > 0 and not args.test_part:
         logger.warning("no a2e adaptation rows with --no-test-part: the adaptation part would be tested too")
     elif args.a2e_adapt_steps > 0:

@@ -307,3 +307,21 @@ def test_real_clips_can_weigh_more_than_synthetic_ones(tmp_path):
     assert [c.clip_id for c in weigh_real_clips(clips, str(corpus), 3)] == \
         ["real_a", "syn_b", "unlisted", "real_a", "real_a"]
     assert weigh_real_clips(clips, str(corpus), 1) == clips and weigh_real_clips(clips, None, 3) == clips
+
+
+def test_clip_timeline_finds_a_multi_person_corpus_clip_beside_its_video(tmp_path):
+    """The a2e ablation measures a multi-person corpus's synthetic clips: their timelines sit beside the videos."""
+    import json
+
+    from memface_hub.errors import MemFaceInputError
+    from memface_hub.evaluation.a2e_eval import clip_timeline
+
+    face = tmp_path / "synthetic" / "anna" / "clips"
+    face.mkdir(parents=True)
+    (face / "s001_enus_r150p40.json").write_text(json.dumps({"phonemes": [["m", 0.1, 0.2]], "fps": 25}))
+    clips = {"syn_anna_s001_enus_r150p40": {"source": "synthetic", "video": str(face / "s001_enus_r150p40.mp4")},
+             "anna_real": {"source": "real", "video": str(tmp_path / "anna_real.mp4")}}
+    (tmp_path / "corpus.json").write_text(json.dumps({"clips": clips, "a2e_splits": {}}))
+    assert clip_timeline(tmp_path, "syn_anna_s001_enus_r150p40")["phonemes"] == [["m", 0.1, 0.2]]
+    with pytest.raises(MemFaceInputError, match="no phoneme timeline"):
+        clip_timeline(tmp_path, "anna_real")
