@@ -1,8 +1,8 @@
 """Learned phone-posterior front end: a small convolutional network trained here, offline.
 
 A log-mel spectrogram (80 bins, 100 Hz, normalised per utterance, as the ``mel`` front end) goes
-through a stack of dilated 1-D convolutions (:class:`PhoneNet`, about 0.3 M parameters, receptive
-field ±190 ms) to per-10 ms posteriors over :data:`PHONE_CLASSES` (espeak-ng's phoneme mnemonics
+through a stack of dilated 1-D convolutions (``PhoneNet``, about 0.7 M parameters, receptive
+field ±340 ms) to per-10 ms posteriors over :data:`PHONE_CLASSES` (espeak-ng's phoneme mnemonics
 without stress marks, plus silence). The four posteriors of each 40 ms video frame are stacked, so
 ``feature_dim = 4 * len(PHONE_CLASSES)``.
 
