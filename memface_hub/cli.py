@@ -408,11 +408,14 @@ def _add_eval_a2e(commands) -> None:
     parser = commands.add_parser(
         "eval-a2e", help="evaluate an audio-to-expression model on held-out demo-corpus utterances",
         description="Mouth-vertex RMSE, bilabial closure, audio-visual offset and jitter in silence "
-                    "(docs/EVALUATION.md) over a split of the demo corpus; prints a table and writes JSON.")
+                    "(docs/EVALUATION.md) over a split of a demo corpus, or over a held-out group of a "
+                    "multi-person corpus's synthetic clips (its a2e_splits: test_sentence, test_voice, "
+                    "test_face); prints a table and writes JSON.")
     parser.add_argument("model", help="model folder or Hub id (from_pretrained)")
     parser.add_argument("--shards", required=True, help="folder of preprocessed shards of the corpus")
-    parser.add_argument("--corpus", required=True, help="demo corpus folder (with corpus.json)")
-    parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    parser.add_argument("--corpus", required=True, help="demo or multi-person corpus folder (with corpus.json)")
+    parser.add_argument("--split", default="test",
+                        help="split or held-out group to evaluate (default: test; e.g. test_voice)")
     parser.add_argument("--out", default=None, help="write the metrics to this JSON file")
     parser.set_defaults(handler=_run_eval_a2e)
 
@@ -423,7 +426,10 @@ def _run_eval_a2e(args) -> int:
     from .evaluation.a2e_eval import evaluate_a2e
 
     model = MemFaceAudioToExpression.from_pretrained(args.model)
-    clip_ids = read_splits(Path(args.corpus) / "corpus.json")[args.split]
+    splits = read_splits(Path(args.corpus) / "corpus.json", key="a2e_splits")
+    if args.split not in splits:
+        raise MemFaceInputError(f"--split={args.split}", f"not in the corpus (it has {', '.join(sorted(splits))})")
+    clip_ids = splits[args.split]
     metrics = evaluate_a2e(model, args.shards, args.corpus, clip_ids, progress=True)
     for key, value in metrics.items():
         print(f"{key:<24} {value:.4f}" if isinstance(value, float) else f"{key:<24} {value}")
