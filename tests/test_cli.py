@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 from memface_hub.cli import build_parser, main
 
@@ -38,6 +39,17 @@ def test_eval_a2e_with_a_bad_model_path_is_a_one_line_error(tmp_path, capsys):
                  "--corpus", str(tmp_path)])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("memface eval-a2e: error:") and "\n" not in err
+
+
+def test_eval_a2e_names_the_held_out_groups_of_a_multi_person_corpus(tmp_path, capsys):
+    import json
+
+    bundled = Path(__file__).resolve().parents[1] / "memface_hub" / "assets" / "demo_pipeline" / "a2e"
+    (tmp_path / "corpus.json").write_text(json.dumps({"splits": {"train": [], "test": []},
+                                                      "a2e_splits": {"train": [], "test_voice": []}}))
+    code = main(["eval-a2e", str(bundled), "--shards", str(tmp_path), "--corpus", str(tmp_path), "--split", "test"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "--split=test" in err and "test_voice, train" in err and "\n" not in err
 
 
 import pytest  # noqa: E402
