@@ -483,6 +483,9 @@ def _add_adapt(commands) -> None:
                         help="a2e fine-tuning step budget (needs speech in the video)")
     parser.add_argument("--a2e-finetune-seconds", type=positive_float, default=None,
                         help="a2e fine-tuning time budget (needs speech in the video)")
+    parser.add_argument("--no-articulation-gain", action="store_true",
+                        help="do not measure the speaker's articulation gain (how much wider their lips move than "
+                             "the a2e model predicts from their speech; generation scales the motion by it)")
     parser.add_argument("--max-seconds", type=positive_float, default=60.0, help="refuse longer videos (default: 60)")
     parser.add_argument("--max-resolution", type=positive_int, default=1080,
                         help="scale larger videos down to this many lines (short side; 1080: a 4K video is stored "
@@ -499,7 +502,8 @@ def _run_adapt(args) -> int:
     result = adapt_speaker(args.video, args.out, name=args.name, entries=args.entries, renderer=args.renderer,
                            finetune_steps=args.finetune_steps, finetune_seconds=args.finetune_seconds,
                            max_seconds=args.max_seconds, max_short_side=args.max_resolution, a2e=args.a2e,
-                           a2e_finetune_steps=args.a2e_finetune_steps, a2e_finetune_seconds=args.a2e_finetune_seconds)
+                           a2e_finetune_steps=args.a2e_finetune_steps, a2e_finetune_seconds=args.a2e_finetune_seconds,
+                           articulation=not args.no_articulation_gain)
     print(json.dumps({"speaker": str(Path(result.speaker_dir).resolve()),
                       "memory_seconds": round(result.memory_seconds, 2),
                       "finetune_seconds": round(result.finetune_seconds, 2),

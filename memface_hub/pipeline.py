@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .a2e import A2E_DELTA_FILE, MemFaceAudioToExpression, apply_a2e_delta
+from .a2e import A2E_DELTA_FILE, MemFaceAudioToExpression, a2e_fingerprint, apply_a2e_delta
 from .arrays_io import atomic_folder
 from .artifact_json import check_config, read_json_file
 from .audio import build_frontend, check_artifact_frontend
@@ -238,6 +238,10 @@ class MemFacePipeline:
         # light and any contour it copied from a memory patch of another head pose never show. 0: the whole
         # mouth box, as the renderer composites it.
         self.mouth_region = MOUTH_REGION
+        # The speaker's articulation gain (memface adapt measures it on their video: the shared a2e model
+        # under-articulates, predicting the average motion of many people) scales the predicted expressions.
+        self.articulation = True
+        self._a2e_fingerprint: tuple[MemFaceAudioToExpression, str] | None = None   # (model, its fingerprint)
         self.device, self.dtype = torch.device("cpu"), torch.float32
         self._speaker_cache: dict[int, _SpeakerContext] = {}
         self._a2e_cache: dict[int, tuple[SpeakerMemory, MemFaceAudioToExpression]] = {}
@@ -506,6 +510,20 @@ class MemFacePipeline:
             bar.update(len(frames))
         bar.close()
 
+    def articulation_gain(self, speaker: SpeakerMemory, a2e: MemFaceAudioToExpression) -> float:
+        """The speaker's articulation gain (``speaker.json``, measured at adaptation) when generation uses the a2e
+        model it was measured with, unadapted; else 1. ``self.articulation = False`` turns it off."""
+        stored = speaker.meta.get("articulation")
+        if not self.articulation or not stored or a2e is not self.a2e:
+            return 1.0
+        if self._a2e_fingerprint is None or self._a2e_fingerprint[0] is not self.a2e:
+            self._a2e_fingerprint = (self.a2e, a2e_fingerprint(self.a2e))
+        if stored["a2e"] != self._a2e_fingerprint[1]:
+            logger.warning("speaker %r: its articulation gain was measured with another a2e model; not applied",
+                           speaker.meta.get("name"))
+            return 1.0
+        return float(stored["gain"])
+
     def _expressions(self, audio, speaker: SpeakerMemory, sampling_rate, chunk_size: int, lap) -> _Moves:
         """A whole input: features → expressions → mouth vertices, handed out ``chunk_size`` frames at a time."""
         waveform = self.load_waveform(audio, sampling_rate)
@@ -514,6 +532,7 @@ class MemFacePipeline:
         lap("features")
         a2e = self.a2e_for(speaker)
         expressions = a2e.predict(torch.from_numpy(features).to(self.device)).float()       # (T, K)
+        expressions = expressions * self.articulation_gain(speaker, a2e)
         neutral = torch.from_numpy(speaker.neutral).to(self.device)
         vertices = a2e.vertices(expressions, neutral).cpu().numpy()                        # (T, V, 3)
         expressions = expressions.cpu().numpy()
@@ -530,6 +549,7 @@ class MemFacePipeline:
             raise MemFaceInputError("lookahead_frames", f"must be a whole number ≥ 0, got {lookahead!r}")
         samples_per_frame = AUDIO_SAMPLE_RATE / self.frontend.fps
         a2e = self.a2e_for(speaker)
+        gain = self.articulation_gain(speaker, a2e)
         context = int(a2e.context_frames)
         neutral = torch.from_numpy(speaker.neutral).to(self.device)
         buffer, offset, emitted, received = np.zeros(0, np.float32), 0, 0, 0.0   # offset: frame of buffer[0]
@@ -561,7 +581,7 @@ class MemFacePipeline:
                     features = self.frontend(window, AUDIO_SAMPLE_RATE, available - first)    # (W, F)
                 lap("features")
                 expressions = a2e(torch.from_numpy(features)[None].to(self.device)).expressions[0].float()
-            expressions = expressions[emitted - first:ready - first]                          # (c, K)
+            expressions = expressions[emitted - first:ready - first] * gain                   # (c, K)
             vertices = a2e.vertices(expressions, neutral).cpu().numpy()                      # (c, V, 3)
             lap("a2e")
             yield expressions.cpu().numpy(), vertices

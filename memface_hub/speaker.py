@@ -82,6 +82,24 @@ GATED_FIELDS = {"Purpose of use": "text", "Affiliation": "text",
                 "I will not use this likeness to impersonate or deceive anyone": "checkbox"}
 
 
+ARTICULATION_GAIN_RANGE = (0.5, 2.0)      # what a speaker.json may hold (adaptation clips to 0.67–1.5)
+
+
+def check_articulation(value, source) -> None:
+    """``speaker.json``'s optional ``articulation``: ``{"gain": number in ARTICULATION_GAIN_RANGE, "a2e": the
+    16-hex-digit fingerprint of the a2e model it was measured with}``; anything else is refused in one line."""
+    if value is None:
+        return
+    low, high = ARTICULATION_GAIN_RANGE
+    gain = value.get("gain") if isinstance(value, dict) else None
+    fingerprint = value.get("a2e") if isinstance(value, dict) else None
+    if (not isinstance(value, dict) or set(value) != {"gain", "a2e"} or isinstance(gain, bool)
+            or not isinstance(gain, (int, float)) or not low <= gain <= high or not isinstance(fingerprint, str)
+            or len(fingerprint) != 16 or any(c not in "0123456789abcdef" for c in fingerprint)):
+        raise MemFaceInputError(source, f"field 'articulation' must be {{'gain': a number in [{low}, {high}], "
+                                        f"'a2e': a 16-digit hex fingerprint}}, got {value!r:.80}")
+
+
 @dataclass
 class SpeakerMemory:
     """A speaker's explicit memory and template. ``N`` entries, ``T`` template frames."""
@@ -252,6 +270,7 @@ class SpeakerMemory:
                                         f"in [1, {MAX_DETAIL_SCALE}], got {scale!r}")
             expected["details"] = ((count, 3, scale * (bottom - top), scale * (right - left)), np.uint8)
         check_arrays(memory, expected, directory / MEMORY_FILE)
+        check_articulation(meta.get("articulation"), directory / SPEAKER_FILE)
         frames = tracks.get("poses", np.zeros((0,))).shape[0]
         if not 1 <= frames <= MAX_TEMPLATE_FRAMES:
             raise MemFaceInputError(directory / TRACKS_FILE,

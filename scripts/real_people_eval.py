@@ -74,6 +74,8 @@ def parse_args(argv):
                              "default: the pipeline's)")
     parser.add_argument("--no-memory-detail", action="store_true",
                         help="paste the upscaled crop alone (no output-resolution detail from the memory)")
+    parser.add_argument("--no-articulation-gain", action="store_true",
+                        help="ignore the speaker's articulation gain measured at adaptation")
     return parser.parse_args(argv)
 
 
@@ -188,6 +190,7 @@ def main(argv=None) -> int:
     if args.renderer:
         pipe = MemFacePipeline(pipe.a2e, MemFaceRenderer.from_pretrained(args.renderer), pipe.frontend)
     pipe.memory_detail = not args.no_memory_detail
+    pipe.articulation = not args.no_articulation_gain
     if args.detail_band is not None:
         pipe.memory_detail_band = args.detail_band
     if args.mouth_region is not None:
@@ -226,7 +229,9 @@ def main(argv=None) -> int:
                 figures = compare_videos(video_statistics(list(output.frames), tracker), real)
                 record = {"clip": clip.stem, "person": person, "variant": variant, **figures,
                           "adapt_seconds": round(adapt_seconds, 1), "adaptation_seconds_of_video": round(cut, 2),
-                          "test_frames": len(test_frames)}
+                          "test_frames": len(test_frames),
+                          "articulation_gain": json.loads((work / variant / "speaker.json").read_text())
+                          .get("articulation", {}).get("gain")}
                 records.append(record)
                 row[variant] = list(output.frames)
                 logger.info("%s %s: ΔE %.2f, sharpness ratio %.2f, lip corr %.2f (lag %d)", person, variant,
@@ -244,7 +249,8 @@ def main(argv=None) -> int:
                             "finetune_seconds": args.finetune_seconds,
                             "a2e_finetune_seconds": args.a2e_finetune_seconds, "people_file": args.people or "bundled",
                             "memory_detail": pipe.memory_detail,
-                            "memory_detail_band": pipe.memory_detail_band, "mouth_region": pipe.mouth_region}),
+                            "memory_detail_band": pipe.memory_detail_band, "mouth_region": pipe.mouth_region,
+                            "articulation_gain": pipe.articulation}),
               "people": records, "skipped": skipped, "summary": summary, **kept}
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out, json.dumps(result, indent=1))

@@ -81,7 +81,15 @@ def test_adapt_speaker_adapts_the_a2e_only_with_speech_and_a_budget(tiny_corpus,
                            held_out_check=False, progress=False)
     assert not silent.a2e_adapted and silent.a2e_finetune_steps == 0
     assert not (silent.speaker_dir / A2E_DELTA_FILE).exists()
-    SpeakerMemory.from_pretrained(silent.speaker_dir)
+    # the articulation gain: measured with that a2e model where there is speech, absent without
+    from memface_hub.a2e import a2e_fingerprint
+    from memface_hub.training.adapt_a2e import GAIN_RANGE, articulation_gain
+
+    stored = SpeakerMemory.from_pretrained(no_budget.speaker_dir).meta["articulation"]
+    assert stored["a2e"] == a2e_fingerprint(base) and GAIN_RANGE[0] <= stored["gain"] <= GAIN_RANGE[1]
+    shard = sorted(p for p in tiny_shards.iterdir() if p.is_dir() and p.name == index["clips"][0]["clip_id"])[0]
+    assert stored["gain"] == pytest.approx(articulation_gain(base, shard), abs=0.05)
+    assert "articulation" not in SpeakerMemory.from_pretrained(silent.speaker_dir).meta
 
 
 def test_generation_applies_the_adapter_exactly(adapted, shard):

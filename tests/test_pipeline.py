@@ -377,3 +377,50 @@ def test_the_front_ends_blas_runs_on_one_thread():
         assert any(pool["num_threads"] > 1 for pool in threadpool_info() if pool["user_api"] == "blas")
         with one_blas_thread():
             assert all(pool["num_threads"] == 1 for pool in threadpool_info() if pool["user_api"] == "blas")
+
+
+def test_the_speakers_articulation_gain_scales_the_predicted_expressions(pipe, speaker):
+    """memface adapt stores how much wider the speaker's lips move than the shared a2e predicts; generation
+    scales the expressions by it, only with the a2e model it was measured with, live streams too."""
+    from dataclasses import replace
+
+    from memface_hub.a2e import a2e_fingerprint
+
+    speech = (tone(1.0) * (0.5 + 0.5 * np.sin(np.arange(16_000) / 800.0))).astype(np.float32)
+
+    def expressions(spk, live=False):
+        source = iter([speech[i:i + 640] for i in range(0, len(speech), 640)]) if live else speech
+        return np.concatenate([e for _, e, _, _ in pipe.stream(source, spk, sampling_rate=16_000, progress=False)])
+
+    base = expressions(speaker)
+    gained = replace(speaker, meta={**speaker.meta, "articulation": {"gain": 1.4, "a2e": a2e_fingerprint(pipe.a2e)}})
+    np.testing.assert_allclose(expressions(gained), 1.4 * base, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(expressions(gained, live=True), 1.4 * expressions(speaker, live=True), rtol=1e-4,
+                               atol=1e-6)
+    other = replace(speaker, meta={**speaker.meta, "articulation": {"gain": 1.4, "a2e": "0" * 16}})
+    np.testing.assert_array_equal(expressions(other), base)            # measured with another a2e: not applied
+    pipe.articulation = False
+    try:
+        np.testing.assert_array_equal(expressions(gained), base)
+    finally:
+        pipe.articulation = True
+
+
+def test_articulation_gain_is_the_rms_ratio_of_the_openings_and_a_bad_one_is_refused(speaker, tmp_path):
+    import json
+    import shutil
+
+    from memface_hub.training.adapt_a2e import GAIN_RANGE, gain_from_openings
+
+    predicted = np.abs(np.sin(np.arange(100) / 5.0)) * 0.05 + 0.01
+    assert gain_from_openings(0.01 + 1.3 * (predicted - 0.01), predicted, 0.01) == pytest.approx(1.3)
+    assert gain_from_openings(0.01 + 5 * (predicted - 0.01), predicted, 0.01) == GAIN_RANGE[1]
+    assert gain_from_openings(predicted, np.full(100, 0.01), 0.01) == 1.0           # nothing predicted to scale
+    folder = shutil.copytree(speaker.template_path.parent, tmp_path / "speaker")
+    meta = json.loads((folder / "speaker.json").read_text())
+    for bad in ({"gain": 9.0, "a2e": "0" * 16}, {"gain": 1.2}, {"gain": 1.2, "a2e": "../x"}, [1.2]):
+        (folder / "speaker.json").write_text(json.dumps({**meta, "articulation": bad}))
+        with pytest.raises(MemFaceInputError, match="articulation"):
+            SpeakerMemory.from_pretrained(folder)
+    (folder / "speaker.json").write_text(json.dumps({**meta, "articulation": {"gain": 1.2, "a2e": "0a" * 8}}))
+    assert SpeakerMemory.from_pretrained(folder).meta["articulation"]["gain"] == 1.2

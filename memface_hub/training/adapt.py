@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..a2e import a2e_fingerprint
 from ..arrays_io import atomic_folder, save_arrays
 from ..data.preprocess import preprocess_clip
 from ..data.renderer_frames import RendererFrames
@@ -33,7 +34,7 @@ from ..io.video import MAX_SHORT_SIDE
 from ..renderer import MemFaceRenderer, apply_renderer_delta, renderer_delta  # noqa: F401 (re-exported)
 from ..speaker import DELTA_FILE, SPEAKER_FILE, SpeakerMemory
 from ..staging import temporary_directory
-from .adapt_a2e import adapt_a2e, load_a2e
+from .adapt_a2e import adapt_a2e, articulation_gain, load_a2e
 from .losses import renderer_loss
 
 logger = logging.getLogger(__name__)
@@ -189,7 +190,7 @@ def adapt_speaker(video: str | os.PathLike, out_dir: str | os.PathLike, name: st
                   on_stage: Callable[[str], None] | None = None,
                   max_short_side: int | None = MAX_SHORT_SIDE, held_out_check: bool = True,
                   a2e=None, a2e_finetune_steps: int | None = None,
-                  a2e_finetune_seconds: float | None = None) -> AdaptationResult:
+                  a2e_finetune_seconds: float | None = None, articulation: bool = True) -> AdaptationResult:
     """Memory-only adaptation, plus renderer fine-tuning when a renderer and a budget are given
     (kept only where it lowers the mouth error on the video's held-out end: see :func:`finetune_renderer`;
     no delta is written when it does not).
@@ -200,6 +201,8 @@ def adapt_speaker(video: str | os.PathLike, out_dir: str | os.PathLike, name: st
     With an a2e budget (``a2e_finetune_steps`` / ``a2e_finetune_seconds``) and speech in the video, the a2e
     model (``a2e``: a model, a folder or Hub id; default the bundled one) is fine-tuned on the speaker's lips
     too and stored as ``a2e_delta.safetensors`` when it lowers the held-out error (training/adapt_a2e.py).
+    With ``articulation`` (the default) and speech in the video, the speaker's articulation gain for that a2e
+    model (:func:`~memface_hub.training.adapt_a2e.articulation_gain`) is stored in ``speaker.json``.
 
     ``on_stage``, when given, is called with each stage's name as it starts (``"tracking"``,
     ``"memory"``, ``"fine-tuning"`` when there is one) and with ``"done"`` at the end: what a UI
@@ -215,7 +218,7 @@ def adapt_speaker(video: str | os.PathLike, out_dir: str | os.PathLike, name: st
     finetune = renderer is not None and bool(finetune_steps or finetune_seconds)
     if finetune and not isinstance(renderer, MemFaceRenderer):
         renderer = MemFaceRenderer.from_pretrained(renderer)           # a bad --renderer fails before any work
-    a2e = load_a2e(a2e) if a2e_finetune_steps or a2e_finetune_seconds else None    # a bad --a2e too
+    a2e = load_a2e(a2e) if a2e_finetune_steps or a2e_finetune_seconds or articulation else None  # a bad --a2e too
     # Everything is built in a staging folder renamed over ``out_dir`` at the end: an interruption or an
     # error leaves the previous speaker (and its delta) as it was.
     with temporary_directory("memface-adapt-") as work, atomic_folder(out_dir) as staging:
@@ -225,6 +228,10 @@ def adapt_speaker(video: str | os.PathLike, out_dir: str | os.PathLike, name: st
         shard_dir = Path(work) / result.clip_id
         report("memory")
         memory = SpeakerMemory.build(shard_dir, num_entries=entries, name=name, source_video=video)
+        gain = articulation_gain(a2e, shard_dir) if articulation else None
+        if gain is not None:
+            memory.meta["articulation"] = {"gain": round(gain, 4), "a2e": a2e_fingerprint(a2e)}
+            logger.info("articulation gain %.2f (the speaker's lips move %.2f× the shared a2e's)", gain, gain)
         memory.save_pretrained(staging)
         outcome = AdaptationResult(out_dir, time.perf_counter() - started)
         if finetune:
@@ -239,7 +246,7 @@ def adapt_speaker(video: str | os.PathLike, out_dir: str | os.PathLike, name: st
                 save_arrays(staging / DELTA_FILE, delta, metadata={"format": "memface-renderer-delta", "version": "1"})
             outcome.finetune_seconds = time.perf_counter() - tuned_started
             outcome.finetune_steps = steps
-        if a2e is not None:                 # the speaker's own lip motion, when the video has speech
+        if a2e is not None and (a2e_finetune_steps or a2e_finetune_seconds):   # the speaker's own lip motion
             if not finetune:
                 report("fine-tuning")
             tuned_a2e = adapt_a2e(a2e, shard_dir, staging, a2e_finetune_steps, a2e_finetune_seconds,

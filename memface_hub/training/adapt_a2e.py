@@ -18,6 +18,13 @@ the adaptation video has speech:
    against the base model's fingerprint; generation applies it (``MemFacePipeline.a2e_for``).
 
 The model returned is the base plus the float16 delta, exactly what generation will use.
+
+Without a fine-tuning budget (memory-only adaptation) the speaker still gets one number from their video:
+the **articulation gain** (:func:`articulation_gain`), how much wider the person's lips move than the shared
+model predicts from their own speech (the RMS of the tracked mouth opening over the RMS of the predicted
+one, both from the neutral mouth). A model trained with an L1/L2 loss on a one-to-many mapping
+under-articulates (it predicts the average motion); generation scales the expressions by the gain
+(``speaker.json``'s ``articulation``, applied only with the a2e model it was measured with and no a2e delta).
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ from ..arrays_io import save_arrays
 from ..audio import build_frontend
 from ..audio.base import SILENCE_PEAK
 from ..data.a2e_clips import A2EClip, A2EWindows, load_a2e_clips
+from ..face.geometry import mouth_opening
 from ..face.mouth_model import MouthModel
 from ..io.audio import load_audio
 from ..io.shards import load_shard
@@ -59,6 +67,7 @@ HELD_OUT_FRACTION = 0.2        # the last part of the adaptation clip judges the
 MIN_HELD_OUT_FRAMES = 5        # fewer held-out frames than this: the clip is too short to check, nothing is kept
 CHECKS = 8                     # held-out checks over a budget
 ALTERNATE_FRACTION = 0.5       # memory / model steps alternate in this first part of the budget (suppl. B.2)
+GAIN_RANGE = (0.67, 1.5)       # the articulation gain is clipped to this (a short clip measures it roughly)
 
 
 @dataclass
@@ -222,6 +231,31 @@ def _with_delta(base: MemFaceAudioToExpression, delta: dict) -> MemFaceAudioToEx
         state[name] += torch.from_numpy(change.astype(np.float32))
     model.load_state_dict(state, strict=True)
     return model
+
+
+def gain_from_openings(real: np.ndarray, predicted: np.ndarray, rest: float) -> float:
+    """RMS ratio of two mouth-opening series ``(T,)`` measured from the rest opening ``rest``, clipped to
+    :data:`GAIN_RANGE`: how much wider the real lips move than the predicted ones."""
+    real, predicted = np.asarray(real, np.float64) - rest, np.asarray(predicted, np.float64) - rest
+    predicted_rms = float(np.sqrt(np.mean(predicted ** 2))) if predicted.size else 0.0
+    if predicted_rms < 1e-6:
+        return 1.0
+    return float(np.clip(np.sqrt(np.mean(real ** 2)) / predicted_rms, *GAIN_RANGE))
+
+
+@torch.no_grad()
+def articulation_gain(model: MemFaceAudioToExpression, shard_dir: str | Path) -> float | None:
+    """The speaker's articulation gain for ``model`` (see the module doc) from an adaptation shard, measured
+    on its tracked frames; ``None`` when the clip has no speech."""
+    clip = speech_clip(shard_dir, model)
+    if clip is None or not clip.valid.any():
+        return None
+    model.eval()
+    expressions = model.predict(clip.features)                                          # (T, K)
+    neutral = torch.from_numpy(clip.neutral.astype(np.float32)).to(expressions.device)
+    predicted = model.vertices(expressions, neutral).float().cpu().numpy()             # (T, V, 3)
+    rest = float(mouth_opening(clip.neutral[None])[0])
+    return gain_from_openings(mouth_opening(clip.vertices)[clip.valid], mouth_opening(predicted)[clip.valid], rest)
 
 
 def adapt_a2e(model: MemFaceAudioToExpression, shard_dir: str | Path, out_dir: str | Path, steps: int | None = None,
