@@ -576,10 +576,11 @@ def _add_train_phone_net(commands) -> None:
                     "(copy it to memface_hub/assets/phone_net to bundle it). Resumable.")
     parser.add_argument("--corpus", required=True, help="a multi-person corpus (memface build-corpus) or demo corpus")
     parser.add_argument("--out", required=True, help="run folder")
-    parser.add_argument("--epochs", type=positive_int, default=30)
-    parser.add_argument("--steps-per-epoch", type=positive_int, default=60)
+    parser.add_argument("--epochs", type=positive_int, default=30, help="epochs (default: 30)")
+    parser.add_argument("--steps-per-epoch", type=positive_int, default=60,
+                        help="steps of 24 random 2.56 s crops per epoch (default: 60)")
     parser.add_argument("--augment-copies", type=int, default=3, help="augmented copies per clip (default: 3)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.set_defaults(handler=_run_train_phone_net)
 
 
