@@ -122,3 +122,19 @@ def test_a_styled_clip_records_its_style_and_moves_differently(tmp_path):
     assert np.abs(opening[0][:count] - opening[1][:count]).max() > 0.05
     with pytest.raises(MemFaceInputError, match="other settings"):
         build_demo_corpus(tmp_path / "face1", minutes=0.02, seed=0, voices=VOICES, progress=False)
+
+
+def test_a_corpus_built_with_other_synthetic_settings_is_refused_untouched(tmp_path):
+    """Running build-corpus with other flags (e.g. styles on an old corpus) stops before rewriting its index."""
+    from memface_hub.data.corpus import build_corpus
+
+    people = tmp_path / "people.json"
+    people.write_text(json.dumps({"format": "memface-real-people-split",
+                                  "people": {"astro": {"split": "train", "portraits": ["astronaut"]}}}))
+    out = tmp_path / "corpus"
+    build_corpus(out, people_file=people, synthetic_minutes=0.02, styles=False, progress=False)
+    before = (out / "corpus.json").read_bytes()
+    assert json.loads(before)["clips"]
+    with pytest.raises(MemFaceInputError, match="other settings"):
+        build_corpus(out, people_file=people, synthetic_minutes=0.02, styles=True, progress=False)
+    assert (out / "corpus.json").read_bytes() == before

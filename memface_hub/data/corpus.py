@@ -179,6 +179,8 @@ def build_corpus(out_dir: str | os.PathLike, real_clips: str | os.PathLike | Non
     photos: list[tuple[str, Path | None]] = [(path.stem, path) for path in _files(portraits, IMAGE_SUFFIXES)]
     if include_astronaut and ASTRONAUT in owner:
         photos.append((ASTRONAUT, None))
+    from .demo_corpus import CorpusSettingsError
+
     for face_index, (stem, photo) in enumerate(photos):
         if stem not in owner:
             refused.append({"input": str(photo), "reason": "not listed in the people file (no split for it)"})
@@ -187,6 +189,10 @@ def build_corpus(out_dir: str | os.PathLike, real_clips: str | os.PathLike | Non
         try:
             rendered = _synthetic_clips(person, photo, out / "synthetic" / person, synthetic_minutes, seed, workers,
                                         progress, styles, face_index)
+        except CorpusSettingsError as err:      # never rewrite the index of a corpus built otherwise
+            raise MemFaceInputError(out, f"its synthetic clips were built with other settings ({err.problem}); "
+                                         "build into another folder, or give the flags it was built with "
+                                         "(--no-styles for a corpus built before speaking styles)") from None
         except MemFaceInputError as err:
             refused.append({"input": str(photo or ASTRONAUT), "reason": err.problem})
             logger.error("%s", err)

@@ -65,6 +65,10 @@ SPLITS = ("train", "val", "test")
 SPEECH_RATE_FACTOR = 0.76
 
 
+class CorpusSettingsError(MemFaceInputError):
+    """The output folder already holds a corpus built with other settings (never mixed, never overwritten)."""
+
+
 @dataclass(frozen=True)
 class ClipPlan:
     """One clip to render."""
@@ -291,8 +295,8 @@ def build_demo_corpus(out_dir: str | os.PathLike, minutes: float = 20.0, seed: i
     if index_path.exists():
         previous = json.loads(index_path.read_text())
         if previous.get("settings") != settings or previous.get("format_version") != version:
-            raise MemFaceInputError(out_dir, "holds a demo corpus built with other settings or by another corpus "
-                                             f"version (this is version {version}); use another folder")
+            raise CorpusSettingsError(out_dir, "holds a demo corpus built with other settings or by another corpus "
+                                               f"version (this is version {version}); use another folder")
     todo = [plan for plan in plans if not clip_is_done(clips_dir, plan.clip_id)]
     logger.info("demo corpus: %d clips planned, %d to render", len(plans), len(todo))
     bar = tqdm(total=len(todo), disable=not progress, desc="rendering demo corpus", unit="clip")
