@@ -198,6 +198,28 @@ def test_real_speech_eval_gains_before_and_after_rows(tiny_real_corpus, tmp_path
             assert after == before                                     # nothing kept: the same model, the same row
 
 
+def test_real_speech_eval_compares_models_on_the_same_clips(tiny_real_corpus, tmp_path):  # noqa: F811
+    """--compare: each model's summary on the test parts (the main table's, for --a2e itself) and on whole clips."""
+    corpus, people_file, a2e = tiny_real_corpus
+    other = tmp_path / "other_a2e"
+    model = MemFaceAudioToExpression.from_pretrained(str(a2e))
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    model.save_pretrained(other)
+    out = tmp_path / "real_speech.json"
+    assert load_script().main(["--corpus", str(corpus), "--a2e", str(a2e), "--people", str(people_file),
+                               "--no-closure", "--a2e-adapt-steps", "0", "--compare", str(other),
+                               "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    rows = result["frontend_comparison"]
+    assert [row["a2e"] for row in rows] == [str(a2e), str(other)] and result["config"]["compare"] == [str(other)]
+    assert rows[0]["test_part"]["summary"] == result["summary"]      # the same clips and figures as the main table
+    assert rows[1]["test_part"]["lip_corr_0"] != rows[0]["test_part"]["lip_corr_0"]
+    for row in rows:
+        assert set(row["whole_clip"]["lip_corr_0"]) == {"grid_bbaf2n", "talk_a"}
+
+
 def test_a_time_budget_works_too(tiny_shards, shard):
     base = tiny_a2e(tiny_shards)
     result = finetune_a2e(base, speech_clip(shard, base), seconds=1.0, progress=False)
