@@ -53,7 +53,8 @@ def adapted(tiny_shards, shard, tmp_path_factory):
     """A speaker folder from the shard (it has speech) with an a2e delta written by the adaptation hook."""
     base = tiny_a2e(tiny_shards)
     folder = SpeakerMemory.build(shard, num_entries=12).save_pretrained(tmp_path_factory.mktemp("a2e") / "speaker")
-    result = adapt_a2e(base, shard, folder, steps=6, learning_rate=1e-2, held_out_check=False, progress=False)
+    result = adapt_a2e(base, speech_clip(shard, base), folder, steps=6, learning_rate=1e-2, held_out_check=False,
+                       progress=False)
     return base, folder, result
 
 
@@ -88,7 +89,7 @@ def test_adapt_speaker_adapts_the_a2e_only_with_speech_and_a_budget(tiny_corpus,
     stored = SpeakerMemory.from_pretrained(no_budget.speaker_dir).meta["articulation"]
     assert stored["a2e"] == a2e_fingerprint(base) and GAIN_RANGE[0] <= stored["gain"] <= GAIN_RANGE[1]
     shard = sorted(p for p in tiny_shards.iterdir() if p.is_dir() and p.name == index["clips"][0]["clip_id"])[0]
-    assert stored["gain"] == pytest.approx(articulation_gain(base, shard), abs=0.05)
+    assert stored["gain"] == pytest.approx(articulation_gain(base, speech_clip(shard, base)), abs=0.05)
     assert "articulation" not in SpeakerMemory.from_pretrained(silent.speaker_dir).meta
 
 

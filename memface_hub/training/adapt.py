@@ -34,7 +34,7 @@ from ..io.video import MAX_SHORT_SIDE
 from ..renderer import MemFaceRenderer, apply_renderer_delta, renderer_delta  # noqa: F401 (re-exported)
 from ..speaker import DELTA_FILE, SPEAKER_FILE, SpeakerMemory
 from ..staging import temporary_directory
-from .adapt_a2e import adapt_a2e, articulation_gain, load_a2e
+from .adapt_a2e import adapt_a2e, articulation_gain, load_a2e, speech_clip
 from .losses import renderer_loss
 
 logger = logging.getLogger(__name__)
@@ -228,7 +228,8 @@ def adapt_speaker(video: str | os.PathLike, out_dir: str | os.PathLike, name: st
         shard_dir = Path(work) / result.clip_id
         report("memory")
         memory = SpeakerMemory.build(shard_dir, num_entries=entries, name=name, source_video=video)
-        gain = articulation_gain(a2e, shard_dir) if articulation else None
+        speech = speech_clip(shard_dir, a2e) if a2e is not None else None      # read once, for both uses
+        gain = articulation_gain(a2e, speech) if articulation else None
         if gain is not None:
             memory.meta["articulation"] = {"gain": round(gain, 4), "a2e": a2e_fingerprint(a2e)}
             logger.info("articulation gain %.2f (the speaker's lips move %.2f× the shared a2e's)", gain, gain)
@@ -249,7 +250,7 @@ def adapt_speaker(video: str | os.PathLike, out_dir: str | os.PathLike, name: st
         if a2e is not None and (a2e_finetune_steps or a2e_finetune_seconds):   # the speaker's own lip motion
             if not finetune:
                 report("fine-tuning")
-            tuned_a2e = adapt_a2e(a2e, shard_dir, staging, a2e_finetune_steps, a2e_finetune_seconds,
+            tuned_a2e = adapt_a2e(a2e, speech, staging, a2e_finetune_steps, a2e_finetune_seconds,
                                   held_out_check=held_out_check, progress=progress)
             if tuned_a2e is not None:
                 outcome.a2e_finetune_seconds, outcome.a2e_finetune_steps = tuned_a2e.seconds, tuned_a2e.steps

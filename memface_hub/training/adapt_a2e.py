@@ -244,10 +244,9 @@ def gain_from_openings(real: np.ndarray, predicted: np.ndarray, rest: float) -> 
 
 
 @torch.no_grad()
-def articulation_gain(model: MemFaceAudioToExpression, shard_dir: str | Path) -> float | None:
-    """The speaker's articulation gain for ``model`` (see the module doc) from an adaptation shard, measured
-    on its tracked frames; ``None`` when the clip has no speech."""
-    clip = speech_clip(shard_dir, model)
+def articulation_gain(model: MemFaceAudioToExpression, clip: A2EClip | None) -> float | None:
+    """The speaker's articulation gain for ``model`` (see the module doc) from the adaptation clip's
+    :func:`speech_clip`, measured on its tracked frames; ``None`` when the clip has no speech."""
     if clip is None or not clip.valid.any():
         return None
     model.eval()
@@ -258,16 +257,15 @@ def articulation_gain(model: MemFaceAudioToExpression, shard_dir: str | Path) ->
     return gain_from_openings(mouth_opening(clip.vertices)[clip.valid], mouth_opening(predicted)[clip.valid], rest)
 
 
-def adapt_a2e(model: MemFaceAudioToExpression, shard_dir: str | Path, out_dir: str | Path, steps: int | None = None,
+def adapt_a2e(model: MemFaceAudioToExpression, clip: A2EClip | None, out_dir: str | Path, steps: int | None = None,
               seconds: float | None = None, progress: bool = True, **finetune_kwargs) -> A2EAdaptation | None:
-    """The hook of :func:`~memface_hub.training.adapt.adapt_speaker`: fine-tune on the adaptation shard when
-    it has speech and write ``out_dir/a2e_delta.safetensors`` when the fine-tuning was kept.
+    """The hook of :func:`~memface_hub.training.adapt.adapt_speaker`: fine-tune on the adaptation clip (its
+    :func:`speech_clip`) and write ``out_dir/a2e_delta.safetensors`` when the fine-tuning was kept.
 
-    ``None`` when the clip has no speech (nothing to learn lips from; nothing written).
+    ``None`` when the clip has no speech (``clip`` is ``None``: nothing to learn lips from; nothing written).
     """
-    clip = speech_clip(shard_dir, model)
     if clip is None:
-        logger.info("%s: the adaptation video has no speech; the a2e model is not adapted", Path(shard_dir).name)
+        logger.info("the adaptation video has no speech; the a2e model is not adapted")
         return None
     result = finetune_a2e(model, clip, steps, seconds, progress=progress, **finetune_kwargs)
     if result.kept:
