@@ -325,3 +325,60 @@ def test_clip_timeline_finds_a_multi_person_corpus_clip_beside_its_video(tmp_pat
     assert clip_timeline(tmp_path, "syn_anna_s001_enus_r150p40")["phonemes"] == [["m", 0.1, 0.2]]
     with pytest.raises(MemFaceInputError, match="no phoneme timeline"):
         clip_timeline(tmp_path, "anna_real")
+
+
+def test_stretched_clip_targets_follow_the_slower_audio():
+    from memface_hub.data.a2e_clips import A2EClip, stretch_clip
+
+    count = 20
+    ramp = np.arange(count, dtype=np.float32)
+    valid = np.ones(count, bool)
+    valid[10] = False
+    clip = A2EClip("c", np.zeros((count, 4), np.float32), np.stack([ramp, -ramp], 1), np.zeros((3, 3), np.float32),
+                   valid, np.repeat(ramp[:, None, None], 3, 1).repeat(3, 2))
+    stretched = stretch_clip(clip, 1.5, np.ones((30, 4), np.float32))    # the audio played 1.5x as long
+    assert stretched.expressions.shape == (30, 2) and stretched.vertices.shape == (30, 3, 3)
+    np.testing.assert_allclose(stretched.expressions[:, 0], np.minimum(np.arange(30) / 1.5, count - 1), atol=1e-5)
+    np.testing.assert_allclose(stretched.vertices[:, 0, 0], stretched.expressions[:, 0], atol=1e-5)
+    # the untracked frame 10 spoils the frames read from beside it, 1.5x later: 14, 15 and 16 (from 9.3, 10, 10.7)
+    assert np.flatnonzero(~stretched.valid).tolist() == [14, 15, 16]
+
+
+def test_augmented_copies_of_a_clip_hear_another_recording_of_the_same_speech(tiny_shards):
+    from memface_hub.audio import build_frontend
+    from memface_hub.data.a2e_clips import augmented_clips, load_a2e_clips
+    from memface_hub.io.shards import fit_mouth_model
+
+    frontend = build_frontend({"name": "mel", "n_mels": 20})
+    (clip,) = load_a2e_clips(tiny_shards, [sorted(p.name for p in tiny_shards.iterdir())[0]], frontend,
+                             fit_mouth_model(tiny_shards, 8))
+    copies = augmented_clips(tiny_shards, [clip], frontend, copies=3, seed=1)
+    assert len(copies) == 3 and all(copy.clip_id == clip.clip_id for copy in copies)
+    lengths = [len(copy.features) for copy in copies]
+    assert all(len(copy.expressions) == len(copy.valid) == length for copy, length in zip(copies, lengths))
+    assert all(0.87 * len(clip.features) <= length <= 1.13 * len(clip.features) for length in lengths)
+    assert len(set(lengths)) > 1                                  # each copy draws its own speed
+    for copy in copies:                                            # another sound: other features
+        overlap = min(len(copy.features), len(clip.features))
+        assert np.abs(copy.features[:overlap] - clip.features[:overlap]).mean() > 0.05
+    for copy in copies:                                            # the targets are the clip's, stretched in time
+        factor = len(copy.features) / len(clip.features)
+        middle = len(copy.features) // 2
+        source = min(int(round(middle / factor)), len(clip.features) - 1)
+        assert np.abs(copy.expressions[middle] - clip.expressions[source]).max() <= \
+            np.abs(np.diff(clip.expressions, axis=0)).max() * 2 + 1e-5
+    assert augmented_clips(tiny_shards, [clip], frontend, copies=0) == []
+
+
+def test_the_best_model_can_be_picked_on_another_validation_split(tiny_shards, tmp_path):
+    import json
+
+    from memface_hub.training.run_state import split_shards
+
+    names = sorted(path.name for path in tiny_shards.iterdir())
+    splits = tmp_path / "corpus.json"
+    splits.write_text(json.dumps({"a2e_splits": {"train": names[:1], "val": names[1:2], "val_real": names[2:]}}))
+    assert split_shards(tiny_shards, splits, key="a2e_splits") == (names[:1], names[1:2])
+    assert split_shards(tiny_shards, splits, key="a2e_splits", val_split="val_real") == (names[:1], names[2:])
+    with pytest.raises(ValueError, match="no split named 'val_people'"):
+        split_shards(tiny_shards, splits, key="a2e_splits", val_split="val_people")

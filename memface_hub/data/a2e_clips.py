@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..audio import AudioFrontEnd, cached_features
+from ..audio.augment import augment_audio
 from ..audio.base import SILENCE_PEAK
 from ..errors import MemFaceInputError
 from ..face.mouth_model import MouthModel
@@ -90,6 +91,39 @@ def load_a2e_clips(shard_root: str | os.PathLike, clip_ids: Sequence[str] | None
     if silent:
         logger.info("skipped %d silent shard(s) of %d", len(silent), len(paths))
     return clips
+
+
+def stretch_clip(clip: A2EClip, factor: float, features: np.ndarray) -> A2EClip:
+    """``clip`` with its audio played ``factor`` × as long: ``features`` ``(T', F)`` of the stretched audio, and
+    the targets resampled in time to ``T'`` frames (linear; a frame is valid where both neighbours are)."""
+    count = len(features)
+    source = np.clip(np.arange(count) / factor, 0, len(clip.expressions) - 1)           # (T',) old frame index
+    lower = np.floor(source).astype(np.int64)
+    upper = np.minimum(lower + 1, len(clip.expressions) - 1)
+    share = (source - lower).astype(np.float32)
+
+    def resample(values: np.ndarray) -> np.ndarray:
+        weight = share.reshape((-1,) + (1,) * (values.ndim - 1))
+        return (values[lower] * (1 - weight) + values[upper] * weight).astype(np.float32)
+
+    return A2EClip(clip.clip_id, features.astype(np.float32), resample(clip.expressions), clip.neutral,
+                   clip.valid[lower] & clip.valid[upper], resample(clip.vertices))
+
+
+def augmented_clips(shard_root: str | os.PathLike, clips: Sequence[A2EClip], frontend: AudioFrontEnd, copies: int,
+                    seed: int = 0, progress: bool = False) -> list[A2EClip]:
+    """``copies`` augmented versions of each clip (``copies × len(clips)``): its shard's audio through
+    :func:`~memface_hub.audio.augment.augment_audio` (speed and pitch, reverberation, band-limiting,
+    noise), features of that audio (not cached: every copy differs), the targets stretched with the speed."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for clip in tqdm(clips, disable=not progress, desc="augmenting clips", unit="clip"):
+        audio = load_audio(load_shard(Path(shard_root) / clip.clip_id).audio_path)
+        for _ in range(copies):
+            sound, factor = augment_audio(audio, rng)
+            count = max(1, int(round(len(clip.features) * factor)))
+            out.append(stretch_clip(clip, factor, frontend(sound, AUDIO_SAMPLE_RATE, count)))
+    return out
 
 
 class A2EWindows(torch.utils.data.Dataset):

@@ -151,6 +151,10 @@ class A2ETrainingConfig:
     regulariser_weight: float = option(0.01, "λ of the slot-diversity R of eq. 4", minimum=0.0)
     real_repeat: int = option(1, "with a multi-person corpus.json: count real clips' windows this many times",
                               minimum=1)
+    val_split: str = option("val", "the split of --splits whose clips pick the best model (e.g. val_real: the "
+                                   "validation people's real clips of a multi-person corpus)")
+    real_augment: int = option(0, "with a multi-person corpus.json: add this many augmented copies of each real "
+                                  "clip (speed and pitch, reverberation, band-limiting, noise)", minimum=0)
     seed: int = option(0, "random seed", minimum=0)
     resume: bool = option(False, "continue from <out>/checkpoint")
     progress: bool = option(True, "progress bars", cli=False)

@@ -15,17 +15,19 @@ CHECKPOINT_DIR = "checkpoint"
 
 
 def split_shards(shards: str | os.PathLike, splits: str | os.PathLike | None,
-                 key: str = "splits") -> tuple[list[str], list[str]]:
+                 key: str = "splits", val_split: str = "val") -> tuple[list[str], list[str]]:
     """``(train_ids, val_ids)`` of the finished shards under ``shards``: from a splits JSON (e.g. the demo
-    ``corpus.json``; ``key`` as in :func:`read_splits`) or, without one, a stable hash split. Both must be
-    non-empty."""
+    ``corpus.json``; ``key`` as in :func:`read_splits`; ``val_split`` names the validation list, e.g.
+    ``val_real``) or, without one, a stable hash split. Both must be non-empty."""
     available = [path.name for path in find_shards(shards)]
     split = read_splits(splits, key) if splits else hash_split(available)
     present = set(available)
     train = [c for c in split["train"] if c in present]
-    val = [c for c in split.get("val", []) if c in present]
+    if splits and val_split not in split:
+        raise ValueError(f"{splits}: no split named {val_split!r} (it has {', '.join(sorted(split))})")
+    val = [c for c in split.get(val_split, []) if c in present]
     if not train or not val:
-        raise ValueError(f"{shards}: need shards for both train ({len(train)}) and val ({len(val)})")
+        raise ValueError(f"{shards}: need shards for both train ({len(train)}) and {val_split} ({len(val)})")
     return train, val
 
 

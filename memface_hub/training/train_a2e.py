@@ -25,7 +25,7 @@ import torch
 
 from ..a2e import MemFaceAudioToExpression
 from ..audio import build_frontend
-from ..data.a2e_clips import A2EWindows, load_a2e_clips
+from ..data.a2e_clips import A2EWindows, augmented_clips, load_a2e_clips
 from ..face.mouth_model import MouthModel
 from ..io.shards import fit_mouth_model
 from ..parallel import limit_worker_threads
@@ -38,14 +38,18 @@ from .schedules import AlternatingSchedule
 logger = logging.getLogger(__name__)
 
 
+def real_clips(clips: list, splits: str | None) -> list:
+    """The real clips of ``clips`` (``source: real`` in a multi-person ``corpus.json``; none without one)."""
+    corpus = json.loads(Path(splits).read_text()).get("clips") if splits else None
+    return [clip for clip in clips if isinstance(corpus, dict) and corpus.get(clip.clip_id, {}).get("source") == "real"]
+
+
 def weigh_real_clips(clips: list, splits: str | None, repeat: int) -> list:
-    """``clips`` with each real clip (``source: real`` in a multi-person ``corpus.json``) ``repeat`` times:
-    a few minutes of real voices then weigh more beside the synthetic ones."""
+    """``clips`` with each real clip ``repeat`` times: a few minutes of real voices then weigh more beside
+    the synthetic ones."""
     if repeat <= 1 or not splits:
         return list(clips)
-    corpus = json.loads(Path(splits).read_text()).get("clips")
-    real = [clip for clip in clips if isinstance(corpus, dict) and corpus.get(clip.clip_id, {}).get("source") == "real"]
-    return list(clips) + real * (repeat - 1)
+    return list(clips) + real_clips(clips, splits) * (repeat - 1)
 
 
 def explicit_memory_from_clips(clips, slots: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -85,7 +89,7 @@ def train_a2e(config: A2ETrainingConfig) -> Path:
     accelerator, out = run.accelerator, run.out
 
     # 1. data: split, mouth model (fitted on the training clips), features (cached per shard)
-    train_ids, val_ids = split_shards(config.shards, config.splits, key="a2e_splits")
+    train_ids, val_ids = split_shards(config.shards, config.splits, key="a2e_splits", val_split=config.val_split)
     frontend = build_frontend(config.frontend)
     with accelerator.main_process_first():
         mouth_model_path = out / "mouth_model.safetensors"
@@ -95,7 +99,9 @@ def train_a2e(config: A2ETrainingConfig) -> Path:
         train_clips = load_a2e_clips(config.shards, train_ids, frontend, mouth_model,
                                      progress=config.progress and accelerator.is_main_process)
         val_clips = load_a2e_clips(config.shards, val_ids, frontend, mouth_model)
-    train_clips = weigh_real_clips(train_clips, config.splits, config.real_repeat)
+    augmented = augmented_clips(config.shards, real_clips(train_clips, config.splits), frontend, config.real_augment,
+                                config.seed, config.progress and accelerator.is_main_process)    # once, not repeated
+    train_clips = weigh_real_clips(train_clips, config.splits, config.real_repeat) + augmented
     train_set = A2EWindows(train_clips, config.window, stride=config.window // 2)
     val_set = A2EWindows(val_clips, config.window)
 

@@ -8,10 +8,9 @@ and the validation/test faces' clips are never heard — labelled per 10 ms with
 the frame centre (silence between). Validation: the ``val`` clips. A plain demo corpus (``clips/`` and its
 ``corpus.json``, split by sentence) works too.
 
-Augmentation towards real recordings, drawn per copy (``augment_copies`` per clip plus the clean one):
-speed and pitch together (resampling by 0.88–1.12, the labels stretched with it), reverberation (an
-exponentially decaying noise impulse response, RT60 0.15–0.7 s), band-limiting (low-pass 2.5–7 kHz,
-high-pass 60–400 Hz), and white or pink noise at 5–30 dB SNR.
+Augmentation towards real recordings (:func:`~memface_hub.audio.augment.augment_audio`: speed and pitch,
+reverberation, band-limiting, noise), ``augment_copies`` per clip plus the clean one; the labels are
+stretched with the speed.
 
 Training: random 2.56 s crops, cross-entropy, AdamW with a one-cycle schedule; the validation
 frame accuracy picks the kept weights (``<out>/best``, :func:`~memface_hub.audio.phone_net.save_phone_net`).
@@ -28,10 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.signal import butter, fftconvolve, sosfilt
 from tqdm.auto import tqdm
 
 from ..arrays_io import write_text_atomic
+from ..audio.augment import augment_audio
 from ..audio.mel import HOP_LENGTH, normalised_log_mel
 from ..audio.phone_net import CLASS_INDEX, N_MELS, PHONE_CLASSES, SILENCE, build_phone_net, phone_class, save_phone_net
 from ..errors import MemFaceInputError
@@ -96,35 +95,6 @@ def frame_labels(phonemes: list, num_frames: int, factor: float = 1.0) -> np.nda
     return labels
 
 
-def augment(audio: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float]:
-    """One augmented copy of 16 kHz ``audio`` and its time-stretch factor (new duration / old)."""
-    rate = AUDIO_SAMPLE_RATE
-    # speed and pitch together: read the waveform at another rate
-    factor = float(rng.uniform(0.88, 1.12))
-    length = int(len(audio) * factor)
-    audio = np.interp(np.arange(length) / factor, np.arange(len(audio)), audio).astype(np.float32)
-    if rng.random() < 0.5:        # reverberation
-        rt60 = rng.uniform(0.15, 0.7)
-        t = np.arange(int(rt60 * rate)) / rate
-        response = rng.standard_normal(len(t)) * np.exp(-6.9 * t / rt60) * rng.uniform(0.1, 0.6)
-        response[0] = 1.0
-        audio = fftconvolve(audio, response)[:length].astype(np.float32)
-    if rng.random() < 0.6:        # band-limiting: a microphone, a phone line, a laptop
-        low = butter(4, rng.uniform(2500, 7000), "lowpass", fs=rate, output="sos")
-        high = butter(2, rng.uniform(60, 400), "highpass", fs=rate, output="sos")
-        audio = sosfilt(high, sosfilt(low, audio)).astype(np.float32)
-    if rng.random() < 0.7:        # noise, white or pink, 5–30 dB below the speech
-        noise = rng.standard_normal(length).astype(np.float32)
-        if rng.random() < 0.5:
-            spectrum = np.fft.rfft(noise)
-            spectrum /= np.sqrt(np.maximum(np.arange(len(spectrum)), 1))
-            noise = np.fft.irfft(spectrum, length).astype(np.float32)
-        power = float(np.mean(audio ** 2)) + 1e-10
-        snr = 10 ** (rng.uniform(5, 30) / 10)
-        audio = audio + noise * np.sqrt(power / snr / (float(np.mean(noise ** 2)) + 1e-12))
-    return audio.astype(np.float32), factor
-
-
 def prepare(pairs: list[tuple[Path, Path]], copies: int, seed: int, progress: bool, desc: str):
     """``[(mel (T, 80) float32, labels (T,) int64)]``: each clip clean and in ``copies`` augmented copies."""
     rng = np.random.default_rng(seed)
@@ -133,7 +103,7 @@ def prepare(pairs: list[tuple[Path, Path]], copies: int, seed: int, progress: bo
         timeline = json.loads(timeline_path.read_text())
         audio = load_audio(video)
         for copy in range(copies + 1):
-            sound, factor = (audio, 1.0) if copy == 0 else augment(audio, rng)
+            sound, factor = (audio, 1.0) if copy == 0 else augment_audio(audio, rng)
             mel = normalised_log_mel(sound, AUDIO_SAMPLE_RATE, N_MELS)
             items.append((mel, frame_labels(timeline["phonemes"], len(mel), factor)))
     return items
@@ -224,4 +194,4 @@ def train_phone_net(config: PhoneNetTrainingConfig) -> Path:
     return out / "best"
 
 
-__all__ = ["PHONE_CLASSES", "PhoneNetTrainingConfig", "augment", "frame_labels", "train_phone_net"]
+__all__ = ["PHONE_CLASSES", "PhoneNetTrainingConfig", "frame_labels", "train_phone_net"]
