@@ -197,6 +197,19 @@ def test_loss_ignores_masked_frames():
     assert loss.total.item() == pytest.approx(1.0 + 12.0 + 0.05)
 
 
+
+def test_velocity_term_penalises_jitter_not_a_steady_offset():
+    expressions = torch.zeros(1, 4, 2)
+    target = torch.zeros(1, 4, 3, 3)
+    mask = torch.tensor([[True, True, True, False]])
+    steady = a2e_loss(expressions, expressions, target + 1, target, mask, torch.tensor(0.0), velocity_weight=2.0)
+    jitter = target + torch.tensor([1.0, -1.0, 1.0, 50.0]).reshape(1, 4, 1, 1)        # same |error|; frame 3 masked
+    jittery = a2e_loss(expressions, expressions, jitter, target, mask, torch.tensor(0.0), velocity_weight=2.0)
+    assert steady.vertex.item() == pytest.approx(jittery.vertex.item()) == pytest.approx(3.0)
+    assert steady.velocity.item() == pytest.approx(0.0) and jittery.velocity.item() == pytest.approx(12.0)
+    assert jittery.total.item() == pytest.approx(3.0 + 2.0 * 12.0)
+    assert a2e_loss(expressions, expressions, jitter, target, mask, torch.tensor(0.0)).velocity is None
+
 def _mouth(opening: float) -> np.ndarray:
     vertices = np.zeros((102, 3))
     vertices[35, 1] = opening  # landmark 14 (lower inner lip) sits at position 35 of the mouth vertices

@@ -149,6 +149,8 @@ class A2ETrainingConfig:
     expression_weight: float = option(1.0, "weight of the expression L1 of eq. 4", minimum=0.0)
     vertex_weight: float = option(1.0, "weight of the vertex L2 of eq. 4", minimum=0.0)
     regulariser_weight: float = option(0.01, "λ of the slot-diversity R of eq. 4", minimum=0.0)
+    velocity_weight: float = option(0.0, "weight of a vertex-velocity L2 beside eq. 4 (frame-to-frame motion as "
+                                         "the target's, not jitter; 0: the paper's loss)", minimum=0.0)
     real_repeat: int = option(1, "with a multi-person corpus.json: count real clips' windows this many times",
                               minimum=1)
     val_split: str = option("val", "the split of --splits whose clips pick the best model (e.g. val_real: the "

@@ -10,12 +10,14 @@ import torch
 
 @dataclass
 class A2ELoss:
-    """Eq. 4 terms (scalars). ``total = λ_e·expression + λ_v·vertex + λ_r·regulariser``."""
+    """Eq. 4 terms (scalars). ``total = λ_e·expression + λ_v·vertex + λ_r·regulariser`` (+ ``λ_d·velocity``,
+    an addition to the paper: off unless asked for)."""
 
     total: torch.Tensor
     expression: torch.Tensor
     vertex: torch.Tensor
     regulariser: torch.Tensor
+    velocity: torch.Tensor | None = None
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -27,16 +29,24 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 def a2e_loss(predicted: torch.Tensor, target: torch.Tensor, predicted_vertices: torch.Tensor,
              target_vertices: torch.Tensor, mask: torch.Tensor, regulariser: torch.Tensor,
-             expression_weight: float = 1.0, vertex_weight: float = 1.0, regulariser_weight: float = 0.01) -> A2ELoss:
-    """Eq. 4: ``λ_e·|ê − e|₁ + λ_v·‖verts(ê) − verts(e)‖² + λ_r·R``.
+             expression_weight: float = 1.0, vertex_weight: float = 1.0, regulariser_weight: float = 0.01,
+             velocity_weight: float = 0.0) -> A2ELoss:
+    """Eq. 4: ``λ_e·|ê − e|₁ + λ_v·‖verts(ê) − verts(e)‖² + λ_r·R``, plus (``velocity_weight`` λ_d > 0) the
+    velocity term ``λ_d·‖Δverts(ê) − Δverts(e)‖²`` over consecutive valid frames, which asks for the
+    target's frame-to-frame motion instead of per-frame jitter around it.
 
     predicted/target ``(B, T, K)``; vertices ``(B, T, V, 3)``; mask ``(B, T)`` True at real,
     valid frames; regulariser: the memory's R (scalar).
     """
     expression = masked_mean((predicted - target).abs(), mask)
-    vertex = masked_mean(((predicted_vertices - target_vertices) ** 2).sum(-1), mask)
+    difference = predicted_vertices - target_vertices                                   # (B, T, V, 3)
+    vertex = masked_mean((difference ** 2).sum(-1), mask)
     total = expression_weight * expression + vertex_weight * vertex + regulariser_weight * regulariser
-    return A2ELoss(total, expression, vertex, regulariser)
+    velocity = None
+    if velocity_weight:
+        velocity = masked_mean(((difference[:, 1:] - difference[:, :-1]) ** 2).sum(-1), mask[:, 1:] & mask[:, :-1])
+        total = total + velocity_weight * velocity
+    return A2ELoss(total, expression, vertex, regulariser, velocity)
 
 
 @dataclass

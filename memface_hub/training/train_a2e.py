@@ -73,7 +73,7 @@ def _evaluate(model, loader, accelerator, config: A2ETrainingConfig) -> dict:
             mask = batch["mask"]
             loss = a2e_loss(output.expressions, batch["expressions"], vertices, target, mask,
                             unwrapped.memory_regulariser(), config.expression_weight, config.vertex_weight,
-                            config.regulariser_weight)
+                            config.regulariser_weight, config.velocity_weight)
             frames = mask.sum()
             squared = (((vertices - target) ** 2).mean(dim=(-1, -2)) * mask).sum()
             sums += torch.stack([loss.total * frames, squared, frames.float()])
@@ -141,7 +141,7 @@ def train_a2e(config: A2ETrainingConfig) -> Path:
             target = unwrapped.vertices(batch["expressions"], batch["neutral"])
             loss = a2e_loss(output.expressions, batch["expressions"], vertices, target, batch["mask"],
                             unwrapped.memory_regulariser(), config.expression_weight, config.vertex_weight,
-                            config.regulariser_weight)
+                            config.regulariser_weight, config.velocity_weight)
             accelerator.backward(loss.total)
             phase = schedule.mask_gradients(state["step"], unwrapped.memory_parameters(), model.parameters())
             accelerator.clip_grad_norm_(model.parameters(), 1.0)
