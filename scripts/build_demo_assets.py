@@ -129,10 +129,13 @@ def provenance_rows(corpus: Path, files: set[str]) -> tuple[list[str], str]:
     return rows, portraits
 
 
-def corpus_card(corpus: Path) -> str:
-    """Training-data text for a model trained on the multi-person corpus in ``corpus``."""
+def corpus_card(corpus: Path, key: str = "splits") -> str:
+    """Training-data text for a model trained on the multi-person corpus in ``corpus`` (its ``key`` split
+    object's ``train`` list: ``a2e_splits`` for an a2e model where the corpus has one)."""
     index = json.loads((corpus / "corpus.json").read_text())
-    train = [info for clip, info in index["clips"].items() if clip in set(index["splits"]["train"])]
+    train = [info for clip, info in index["clips"].items() if clip in set(index.get(key, index["splits"])["train"])]
+    if key == "a2e_splits":          # a2e training skips the clips without sound
+        train = [info for info in train if info.get("has_audio", True)]
     real = sorted({Path(info["video"]).name for info in train if info["source"] == "real"})
     people = {info["person"] for info in train}
     synthetic = sorted({info["person"] for info in train if info["source"] == "synthetic"})
@@ -140,7 +143,9 @@ def corpus_card(corpus: Path) -> str:
     lines = [f"the multi-person corpus (`memface build-corpus`), training split only: {len(people)} people, "
              f"{len(real)} real clips and {len(train) - len(real)} synthetic clips ({seconds / 60:.1f} min); "
              f"the split is by person (`memface_hub/data/real_people.json`), no validation or test person is "
-             f"in it. Synthetic clips: portrait photos made to speak espeak-ng sentences ({', '.join(synthetic)}). "
+             f"in it. Synthetic clips: portrait photos made to speak espeak-ng sentences"
+             + (" in random speaking styles" if any("style" in info for info in train) else "")
+             + f" ({', '.join(synthetic)}). "
              "Real clips used: " + ", ".join(f"`{name}`" for name in real) + ". Their sources "
              "(from the shared data's PROVENANCE.md):", "",
              "| files | source (repository @ commit, path) | licence of the repository / what it says "
@@ -200,8 +205,8 @@ def main(argv: list[str] | None = None) -> int:
                    f"speech ({index['total_seconds'] / 60:.0f} min, 4 voices × 3 rates, split by sentence; "
                    "`memface demo-data`).")
     parts = []
-    for model, folder in (("a2e", args.a2e_corpus), ("renderer", args.renderer_corpus)):
-        parts.append(f"**{model}**: " + (corpus_card(Path(folder)) if folder else demo_corpus))
+    for model, folder, key in (("a2e", args.a2e_corpus, "a2e_splits"), ("renderer", args.renderer_corpus, "splits")):
+        parts.append(f"**{model}**: " + (corpus_card(Path(folder), key) if folder else demo_corpus))
     parts.append("The demo speaker is synthetic (the astronaut photo); no memory of a real person is bundled. "
                  "Rebuilt by `python scripts/build_demo_assets.py` (see its docstring for the options used).")
     pipeline.save_pretrained(DEMO_PIPELINE, repo_id="memface-hub/memface-demo", training_data="\n\n".join(parts),
