@@ -6,6 +6,11 @@
     python scripts/build_demo_assets.py --a2e-from memface_hub/assets/demo_pipeline/a2e \
         --renderer-from runs/renderer_256w/best --renderer-corpus ../data/corpus \
         --speaker-clips ../data/corpus/synthetic/astronaut/clips/*.mp4    # the bundled crop-256 assets
+    memface train-a2e --shards ../data/corpus_v3/shards --splits ../data/corpus_v3/corpus.json --frontend mel \
+        --epochs 150 --real-repeat 1 --real-augment 6 --seed 1 --out runs/a2e_v3_aug6_s1   # the bundled a2e, then:
+    python scripts/build_demo_assets.py --a2e-from runs/a2e_v3_aug6_s1/best --a2e-corpus ../data/corpus_v3 \
+        --renderer-from COPY_OF_THE_BUNDLED_RENDERER --renderer-corpus ../data/corpus --keep-speaker \
+        --evaluation docs/results/real_people.json
 
 ``--renderer-corpus`` names the multi-person corpus (``memface build-corpus``) the renderer was trained
 on: the card then lists its training people and the source lines of the shared data's PROVENANCE.md.
