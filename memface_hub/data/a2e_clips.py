@@ -115,6 +115,8 @@ def augmented_clips(shard_root: str | os.PathLike, clips: Sequence[A2EClip], fro
     """``copies`` augmented versions of each clip (``copies × len(clips)``): its shard's audio through
     :func:`~memface_hub.audio.augment.augment_audio` (speed and pitch, reverberation, band-limiting,
     noise), features of that audio (not cached: every copy differs), the targets stretched with the speed."""
+    if copies <= 0:
+        return []
     rng = np.random.default_rng(seed)
     out = []
     for clip in tqdm(clips, disable=not progress, desc="augmenting clips", unit="clip"):
