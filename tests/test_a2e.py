@@ -395,3 +395,26 @@ def test_the_best_model_can_be_picked_on_another_validation_split(tiny_shards, t
     assert split_shards(tiny_shards, splits, key="a2e_splits", val_split="val_real") == (names[:1], names[2:])
     with pytest.raises(ValueError, match="no split named 'val_people'"):
         split_shards(tiny_shards, splits, key="a2e_splits", val_split="val_people")
+
+
+def test_training_adds_augmented_copies_of_the_real_clips_only(tiny_shards, tiny_corpus, tmp_path):
+    """--real-augment N: each real clip is heard N more times (as augmented copies); synthetic clips are not."""
+    from memface_hub.training.train_a2e import A2ETrainingConfig, train_a2e
+
+    corpus_root, _ = tiny_corpus
+    index = json.loads((corpus_root / "corpus.json").read_text())
+    train, val = index["splits"]["train"], index["splits"]["val"]
+
+    def steps(name: str, sources: dict, copies: int) -> int:
+        splits = tmp_path / f"{name}.json"
+        splits.write_text(json.dumps({"a2e_splits": {"train": train, "val": val},
+                                      "clips": {clip: {"source": source} for clip, source in sources.items()}}))
+        train_a2e(A2ETrainingConfig(
+            shards=str(tiny_shards), output_dir=str(tmp_path / name), splits=str(splits), real_augment=copies,
+            frontend={"name": "mel", "n_mels": 20}, memory_slots=16, memory_dim=8, exp_dim=8, d_model=16,
+            num_heads=2, num_layers=1, epochs=1, batch_size=1, window=32, progress=False))
+        return json.loads((tmp_path / name / "trainer_state.json").read_text())["step"]
+
+    plain = steps("plain", {clip: "real" for clip in train}, 0)
+    assert steps("real", {clip: "real" for clip in train}, 2) >= 3 * plain - 2 * len(train)   # ± a window per copy
+    assert steps("synthetic", {clip: "synthetic" for clip in train}, 2) == plain
