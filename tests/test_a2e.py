@@ -384,8 +384,6 @@ def test_augmented_copies_of_a_clip_hear_another_recording_of_the_same_speech(ti
 
 
 def test_the_best_model_can_be_picked_on_another_validation_split(tiny_shards, tmp_path):
-    import json
-
     from memface_hub.training.run_state import split_shards
 
     names = sorted(path.name for path in tiny_shards.iterdir())
