@@ -183,3 +183,74 @@ def test_real_speech_eval_refuses_a_missing_corpus_in_one_line(tmp_path, caplog)
     errors = [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR]
     assert len(errors) == 1 and "not a corpus folder" in errors[0] and "\n" not in errors[0]
     assert not (tmp_path / "x.json").exists()
+
+
+# -- the cross-validated evaluation script -------------------------------------------------------------------
+def load_cv_script(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "scripts"))        # it imports real_speech_eval beside it
+    spec = importlib.util.spec_from_file_location("real_speech_cv", REPO_ROOT / "scripts/real_speech_cv.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_people_are_dealt_into_balanced_folds_whole(monkeypatch):
+    script = load_cv_script(monkeypatch)
+    people = {"ann": ["a1", "a2", "a3"], "bob": ["b1"], "cat": ["c1"], "dan": ["d1"], "eve": ["e1", "e2"]}
+    folds = script.deal_folds(people, 2, seed=0)
+    assert sorted(p for fold in folds for p in fold) == sorted(people)           # each person in one fold
+    assert sorted(sum(len(people[p]) for p in fold) for fold in folds) == [4, 4]
+    assert script.deal_folds(people, 2, seed=0) == folds                          # deterministic
+    with pytest.raises(ValueError, match="2 people with speech cannot fill 3 folds"):
+        script.deal_folds({"ann": ["a1"], "bob": ["b1"]}, 3, seed=0)
+
+
+def test_real_speech_cv_holds_each_person_out_once_and_resumes(tiny_shards, monkeypatch, tmp_path):
+    """Two folds of two real people with speech (and a silent one, never scored) beside the tiny synthetic
+    corpus: each fold trains without its people's clips, scores only them, and a rerun trains nothing."""
+    import shutil
+
+    script = load_cv_script(monkeypatch)
+    corpus = tmp_path / "corpus"
+    shutil.copytree(tiny_shards, corpus / "shards")
+    synthetic = sorted(path.name for path in (corpus / "shards").iterdir())
+    real = {"talk_a": "person_a", "talk_b": "person_b", "mute_c": "person_c"}
+    make_shard(corpus / "shards", "talk_a", num_frames=60, audio=speech_like(2.4, seed=1), seed=1)
+    make_shard(corpus / "shards", "talk_b", num_frames=60, audio=speech_like(2.4, seed=2), seed=2)
+    make_shard(corpus / "shards", "mute_c", num_frames=60, audio=None, seed=3)
+    clips = {clip: {"source": "synthetic", "person": "synthetic"} for clip in synthetic}
+    clips.update({clip: {"source": "real", "person": person} for clip, person in real.items()})
+    (corpus / "corpus.json").write_text(json.dumps({"clips": clips, "a2e_splits": {
+        "train": synthetic[:2] + ["talk_a", "mute_c"], "val": synthetic[2:], "test_real": ["talk_b"]}}))
+    out, work = tmp_path / "cv.json", tmp_path / "work"
+    argv = ["--corpus", str(corpus), "--work", str(work), "--folds", "2", "--epochs", "1", "--real-augment", "1",
+            "--out", str(out)]
+    assert script.main(argv) == 0
+    result = json.loads(out.read_text())
+    held_out = {fold["fold"]: fold["clips"] for fold in result["folds"]}
+    assert sorted(held_out.values()) == [["talk_a"], ["talk_b"]]                  # the silent clip is never scored
+    for fold, (clip,) in held_out.items():
+        splits = json.loads((work / f"fold_{fold}.json").read_text())["a2e_splits"]
+        other = "talk_b" if clip == "talk_a" else "talk_a"
+        assert clip not in splits["train"] and other in splits["train"] and splits["test_real"] == [clip]
+        assert splits["val"] == synthetic[2:]
+    assert [(row["clip"], row["fold"]) for row in result["clips"]] == [(held_out[0][0], 0), (held_out[1][0], 1)]
+    assert set(result["clips"][0]) == {"clip", "lip_corr_0", "lip_corr_best", "lag", "loudness_corr_0", "person",
+                                       "fold"}
+    assert result["summary"]["clips"] == 2 and result["summary"]["people"] == 2
+    assert {"git_commit", "command", "config"} <= set(result)
+    trained = {fold: (work / f"fold_{fold}" / "trainer_state.json").stat().st_mtime_ns for fold in (0, 1)}
+    assert script.main(argv) == 0                                                  # finished folds are not retrained
+    assert {fold: (work / f"fold_{fold}" / "trainer_state.json").stat().st_mtime_ns for fold in (0, 1)} == trained
+
+
+def test_real_speech_cv_refuses_a_corpus_without_a2e_splits(monkeypatch, tmp_path, caplog):
+    script = load_cv_script(monkeypatch)
+    (tmp_path / "corpus" / "shards").mkdir(parents=True)
+    (tmp_path / "corpus" / "corpus.json").write_text(json.dumps({"clips": {}, "splits": {}}))
+    with caplog.at_level(logging.ERROR):
+        assert script.main(["--corpus", str(tmp_path / "corpus"), "--work", str(tmp_path / "w"),
+                            "--out", str(tmp_path / "cv.json")]) == 2
+    errors = [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "not a multi-person corpus" in errors[0]
+    assert not (tmp_path / "cv.json").exists()
