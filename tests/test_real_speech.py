@@ -243,6 +243,14 @@ def test_real_speech_cv_holds_each_person_out_once_and_resumes(tiny_shards, monk
     assert script.main(argv) == 0                                                  # finished folds are not retrained
     assert {fold: (work / f"fold_{fold}" / "trainer_state.json").stat().st_mtime_ns for fold in (0, 1)} == trained
 
+    baseline = tmp_path / "synthetic_only.json"                # --without-real: one model, no real clip, every fold
+    assert script.main([*argv[:-1], str(baseline), "--without-real"]) == 0
+    splits = json.loads((work / "synthetic_only.json").read_text())["a2e_splits"]
+    assert splits["train"] == synthetic[:2] and not (work / "fold_2").exists()
+    result = json.loads(baseline.read_text())
+    assert {fold["a2e"] for fold in result["folds"]} == {str(work / "synthetic_only" / "best")}
+    assert sorted(row["clip"] for row in result["clips"]) == ["talk_a", "talk_b"]
+
 
 def test_real_speech_cv_refuses_a_corpus_without_a2e_splits(monkeypatch, tmp_path, caplog):
     script = load_cv_script(monkeypatch)
