@@ -10,8 +10,8 @@ synthetic training clips and **every other** real person's clips, picks its best
 validation clips, and scores the fold's clips exactly as ``real_speech_eval.py`` does: the whole clip and
 the test part after ``c``, lip correlation at lag 0, best lag, loudness baseline.
 
-``--without-real`` is the baseline that shows what the real clips buy: the same recipe trained on the
-synthetic clips alone (one model, which then scores every fold).
+The baseline (``--no-baseline``: none) shows what the real clips buy: the same recipe trained on the
+synthetic clips alone, one model that scores every fold (``without_real`` in the JSON).
 
 Training runs are resumable across sessions: finished folds are skipped, interrupted ones resumed
 (``<work>/fold_<k>``; ``<work>/fold_<k>.json`` is the fold's split, a copy of ``corpus.json`` with its
@@ -34,7 +34,7 @@ from real_speech_eval import evaluate_clip, is_silent, summarise
 from memface_hub.a2e import MemFaceAudioToExpression
 from memface_hub.arrays_io import write_text_atomic
 from memface_hub.audio import build_frontend
-from memface_hub.evaluation.report import provenance
+from memface_hub.evaluation.report import provenance, write_markdown_section
 from memface_hub.io.audio import load_audio
 from memface_hub.io.shards import is_complete_shard, load_shard
 from memface_hub.training.configs import A2ETrainingConfig
@@ -44,6 +44,10 @@ logger = logging.getLogger("real_speech_cv")
 ROOT = Path(__file__).resolve().parents[1]
 # the bundled a2e's recipe (docs/results/README.md, "Training recipes on corpus v3")
 BUNDLED_RECIPE = {"epochs": 150, "real_repeat": 1, "real_augment": 6, "seed": 1}
+BASELINE = "synthetic_only"
+PROTOCOL = ("people dealt into folds; each fold's a2e trains on the synthetic training clips and every other real "
+            "person's clips (best epoch on the synthetic validation clips) and is scored on the fold's clips as "
+            "scripts/real_speech_eval.py scores them; the baseline trains on the synthetic clips alone")
 
 
 def parse_args(argv):
@@ -57,8 +61,9 @@ def parse_args(argv):
     parser.add_argument("--real-augment", type=int, default=BUNDLED_RECIPE["real_augment"])
     parser.add_argument("--seed", type=int, default=BUNDLED_RECIPE["seed"], help="training seed of every fold")
     parser.add_argument("--jobs", type=int, default=1, help="folds trained at once, one thread each")
-    parser.add_argument("--without-real", action="store_true",
-                        help="baseline: train on the synthetic clips only (one model scores every fold)")
+    parser.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True,
+                        help="also train the recipe on the synthetic clips alone (one model scores every fold)")
+    parser.add_argument("--readme", default=None, help="results page whose real-speech-cv section gets the table")
     parser.add_argument("--out", default=str(ROOT / "docs/results/real_speech_cv.json"), help="results JSON")
     parser.add_argument("--figure", default=None, help="PNG of each held-out clip's lip and loudness correlation")
     args = parser.parse_args(argv)
@@ -163,29 +168,59 @@ def main(argv=None) -> int:
         logger.error("%s: %s", corpus, err)
         return 2
 
-    # 1. one training run per fold, planned up front so that --jobs trains them side by side
+    # 1. one training run per fold (and the baseline), planned up front so that --jobs trains them side by side
     work.mkdir(parents=True, exist_ok=True)
-    configs = []
     every_real = {clip for ids in index["a2e_splits"].values() for clip in ids           # silent ones too
                   if index["clips"].get(clip, {}).get("source") == "real"}
-    for k, fold in enumerate(folds):
-        held_out = {clip for person in fold for clip in people[person]}
-        name = "synthetic_only" if args.without_real else f"fold_{k}"
+    held_out = [{clip for person in fold for clip in people[person]} for fold in folds]
+    runs = {f"fold_{k}": clips for k, clips in enumerate(held_out)}
+    if args.baseline:
+        runs[BASELINE] = every_real
+    configs = []
+    for name, clips in runs.items():
         split_path = work / f"{name}.json"
-        if not args.without_real or k == 0:
-            write_text_atomic(split_path, json.dumps(fold_index(index, every_real if args.without_real else held_out),
-                                                     indent=1))
-            configs.append(A2ETrainingConfig(
-                shards=str(corpus / "shards"), output_dir=str(work / name), splits=str(split_path),
-                frontend={"name": "mel"}, epochs=args.epochs, real_repeat=args.real_repeat,
-                real_augment=args.real_augment, seed=args.seed, progress=args.jobs <= 1))
-        logger.info("fold %d: %s (%d clips)", k, ", ".join(fold), len(held_out))
-    best = train_a2e_many(configs, jobs=args.jobs)
-    best = best * len(folds) if args.without_real else best
+        write_text_atomic(split_path, json.dumps(fold_index(index, clips), indent=1))
+        configs.append(A2ETrainingConfig(
+            shards=str(corpus / "shards"), output_dir=str(work / name), splits=str(split_path),
+            frontend={"name": "mel"}, epochs=args.epochs, real_repeat=args.real_repeat,
+            real_augment=args.real_augment, seed=args.seed, progress=args.jobs <= 1))
+    for k, fold in enumerate(folds):
+        logger.info("fold %d: %s (%d clips)", k, ", ".join(fold), len(held_out[k]))
+    best = dict(zip(runs, train_a2e_many(configs, jobs=args.jobs)))
 
-    # 2. each fold's model on its own held-out people, as real_speech_eval.py scores them
+    # 2. each fold's model on its own held-out people (the baseline on everyone), as real_speech_eval.py scores
+    scored = score_folds(corpus, people, folds, [best[f"fold_{k}"] for k in range(len(folds))])
+    config = {key: value for key, value in vars(args).items()}
+    result = {**provenance(config), "protocol": PROTOCOL,
+              "folds": [{"fold": k, "people": fold, "clips": [c for p in fold for c in people[p]],
+                         "a2e": str(best[f"fold_{k}"])} for k, fold in enumerate(folds)],
+              **scored}
+    if args.baseline:
+        baseline = score_folds(corpus, people, folds, [best[BASELINE]] * len(folds))
+        result["without_real"] = {"a2e": str(best[BASELINE]), "clips": baseline["clips"],
+                                  "summary": baseline["summary"], "test_part": baseline["test_part"]}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out, json.dumps(result, indent=1))
+    whole = result["summary"]
+    if args.figure:
+        plot_clips(Path(args.figure), result["clips"],
+                   f"{args.folds}-fold cross-validation over {whole['people']} real people: mean lip corr "
+                   f"{whole['lip_corr_0']:.2f}, loudness {whole['loudness_corr_0']:.2f} (whole clips, lag 0)")
+    if args.readme:
+        write_markdown_section(args.readme, "real-speech-cv", "Real speech, cross-validated by person",
+                               markdown_table(result))
+    logger.info("%d clips of %d people: mean whole-clip lip corr %s (loudness baseline %s), |lag| <= 1 on %s; "
+                "wrote %s", whole["clips"], whole["people"], whole["lip_corr_0"], whole["loudness_corr_0"],
+                whole["lag_within_1_fraction"], out)
+    return 0
+
+
+def score_folds(corpus: Path, people: dict[str, list[str]], folds: list[list[str]], models: list[Path]) -> dict:
+    """Each fold's people scored with its model: ``{"clips", "summary", "test_part": {"clips", "summary"}}``
+    (whole-clip rows at the top level, as in ``real_speech.json``)."""
     rows = {"whole_clip": [], "test_part": []}
-    for k, (fold, model_dir) in enumerate(zip(folds, best)):
+    for k, (fold, model_dir) in enumerate(zip(folds, models)):
         model = MemFaceAudioToExpression.from_pretrained(str(model_dir)).eval()
         frontend = build_frontend(model.frontend)
         for person in fold:
@@ -195,38 +230,40 @@ def main(argv=None) -> int:
                     row = evaluate_clip(model, frontend, shard, test_part)
                     if row is not None:
                         rows[key].append({**row, "person": person, "fold": k})
-                whole = rows["whole_clip"][-1]
-                logger.info("fold %d, %s (%s): whole-clip lip corr %s (loudness %s)", k, clip, person,
-                            whole["lip_corr_0"], whole["loudness_corr_0"])
+                logger.info("fold %d, %s (%s) with %s: whole-clip lip corr %s (loudness %s)", k, clip, person,
+                            Path(model_dir).parent.name, rows["whole_clip"][-1]["lip_corr_0"],
+                            rows["whole_clip"][-1]["loudness_corr_0"])
     summary = {key: {**summarise(part, "mel"), "people": len({row["person"] for row in part}),
                      "lip_corr_0_std": round(float(np.std([row["lip_corr_0"] for row in part], ddof=1)), 4),
                      "per_fold_lip_corr_0": [round(float(np.mean([row["lip_corr_0"] for row in part
                                                                   if row["fold"] == k])), 4)
                                              for k in range(len(folds))]}
                for key, part in rows.items()}
-    config = {key: value for key, value in vars(args).items()}
-    result = {**provenance(config), "protocol": (
-                  "people dealt into folds; each fold's a2e trains on the synthetic training clips and every other "
-                  "real person's clips (best epoch on the synthetic validation clips) and is scored on the fold's "
-                  "clips as scripts/real_speech_eval.py scores them"),
-              "folds": [{"fold": k, "people": fold, "clips": [c for p in fold for c in people[p]],
-                         "a2e": str(model_dir)} for k, (fold, model_dir) in enumerate(zip(folds, best))],
-              "clips": rows["whole_clip"], "summary": summary["whole_clip"],
-              "test_part": {"clips": rows["test_part"], "summary": summary["test_part"]}}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out, json.dumps(result, indent=1))
-    if args.figure:
-        whole = summary["whole_clip"]
-        plot_clips(Path(args.figure), rows["whole_clip"],
-                   f"{args.folds}-fold cross-validation over {whole['people']} real people: mean lip corr "
-                   f"{whole['lip_corr_0']:.2f}, loudness {whole['loudness_corr_0']:.2f} (whole clips, lag 0)")
-    logger.info("%d clips of %d people: mean whole-clip lip corr %s (loudness baseline %s), |lag| <= 1 on %s; "
-                "wrote %s", summary["whole_clip"]["clips"], summary["whole_clip"]["people"],
-                summary["whole_clip"]["lip_corr_0"], summary["whole_clip"]["loudness_corr_0"],
-                summary["whole_clip"]["lag_within_1_fraction"], out)
-    return 0
+    return {"clips": rows["whole_clip"], "summary": summary["whole_clip"],
+            "test_part": {"clips": rows["test_part"], "summary": summary["test_part"]}}
 
+
+def markdown_table(result: dict) -> str:
+    """The results page's table: mean lip correlation (whole clip and test part) with and without real clips."""
+    def line(label: str, part: dict, key: str = "lip_corr_0") -> str:
+        whole, test = part["summary"], part["test_part"]["summary"]
+        folds = " / ".join(f"{value:.2f}" for value in whole["per_fold_lip_corr_0"])
+        return (f"| {label} | {whole[key]:.2f} | {whole['lip_corr_0_std']:.2f} | {folds} | "
+                f"{whole['lag_within_1_fraction']:.0%} | {test[key]:.2f} |")
+
+    whole = result["summary"]
+    lines = [f"{whole['clips']} real clips with speech of {whole['people']} people, dealt by person into "
+             f"{len(result['folds'])} folds; each clip scored by a model that never saw its person. Mean lip "
+             "correlation at lag 0 (docs/EVALUATION.md), whole clip and test part after the real-people cut.",
+             "",
+             r"| a2e trained on | whole clip | std over clips | per fold | \|lag\| ≤ 1 (whole) | test part |",
+             "|---|---|---|---|---|---|",
+             line("synthetic clips + every other real person (the bundled recipe)", result)]
+    if "without_real" in result:
+        lines.append(line("synthetic clips only", result["without_real"]))
+    loud = result["summary"]["loudness_corr_0"], result["test_part"]["summary"]["loudness_corr_0"]
+    lines.append(f"| loudness baseline (no model) | {loud[0]:.2f} | | | | {loud[1]:.2f} |")
+    return "\n".join(lines)
 
 if __name__ == "__main__":
     sys.exit(main())

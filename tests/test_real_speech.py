@@ -207,7 +207,8 @@ def test_people_are_dealt_into_balanced_folds_whole(monkeypatch):
 
 def test_real_speech_cv_holds_each_person_out_once_and_resumes(tiny_shards, monkeypatch, tmp_path):
     """Two folds of two real people with speech (and a silent one, never scored) beside the tiny synthetic
-    corpus: each fold trains without its people's clips, scores only them, and a rerun trains nothing."""
+    corpus: each fold trains without its people's clips and scores only them, the baseline trains on no real
+    clip and scores everyone, the results page gets the table, and a rerun trains nothing."""
     import shutil
 
     script = load_cv_script(monkeypatch)
@@ -222,9 +223,10 @@ def test_real_speech_cv_holds_each_person_out_once_and_resumes(tiny_shards, monk
     clips.update({clip: {"source": "real", "person": person} for clip, person in real.items()})
     (corpus / "corpus.json").write_text(json.dumps({"clips": clips, "a2e_splits": {
         "train": synthetic[:2] + ["talk_a", "mute_c"], "val": synthetic[2:], "test_real": ["talk_b"]}}))
-    out, work = tmp_path / "cv.json", tmp_path / "work"
+    out, work, readme = tmp_path / "cv.json", tmp_path / "work", tmp_path / "README.md"
+    readme.write_text("# Results\n\n<!-- real-speech-cv:start -->\nSTALE TABLE\n<!-- real-speech-cv:end -->\n\nkept\n")
     argv = ["--corpus", str(corpus), "--work", str(work), "--folds", "2", "--epochs", "1", "--real-augment", "1",
-            "--out", str(out)]
+            "--out", str(out), "--readme", str(readme)]
     assert script.main(argv) == 0
     result = json.loads(out.read_text())
     held_out = {fold["fold"]: fold["clips"] for fold in result["folds"]}
@@ -239,17 +241,16 @@ def test_real_speech_cv_holds_each_person_out_once_and_resumes(tiny_shards, monk
                                        "fold"}
     assert result["summary"]["clips"] == 2 and result["summary"]["people"] == 2
     assert {"git_commit", "command", "config"} <= set(result)
-    trained = {fold: (work / f"fold_{fold}" / "trainer_state.json").stat().st_mtime_ns for fold in (0, 1)}
-    assert script.main(argv) == 0                                                  # finished folds are not retrained
-    assert {fold: (work / f"fold_{fold}" / "trainer_state.json").stat().st_mtime_ns for fold in (0, 1)} == trained
-
-    baseline = tmp_path / "synthetic_only.json"                # --without-real: one model, no real clip, every fold
-    assert script.main([*argv[:-1], str(baseline), "--without-real"]) == 0
-    splits = json.loads((work / "synthetic_only.json").read_text())["a2e_splits"]
-    assert splits["train"] == synthetic[:2] and not (work / "fold_2").exists()
-    result = json.loads(baseline.read_text())
-    assert {fold["a2e"] for fold in result["folds"]} == {str(work / "synthetic_only" / "best")}
-    assert sorted(row["clip"] for row in result["clips"]) == ["talk_a", "talk_b"]
+    # the baseline: one model without any real clip, scoring every fold's clips
+    assert json.loads((work / "synthetic_only.json").read_text())["a2e_splits"]["train"] == synthetic[:2]
+    assert result["without_real"]["a2e"] == str(work / "synthetic_only" / "best")
+    assert sorted(row["clip"] for row in result["without_real"]["clips"]) == ["talk_a", "talk_b"]
+    page = readme.read_text()
+    assert "STALE TABLE" not in page and page.endswith("kept\n") and "| synthetic clips only |" in page
+    runs = ("fold_0", "fold_1", "synthetic_only")
+    trained = {run: (work / run / "trainer_state.json").stat().st_mtime_ns for run in runs}
+    assert script.main(argv) == 0                                                  # finished runs are not retrained
+    assert {run: (work / run / "trainer_state.json").stat().st_mtime_ns for run in runs} == trained
 
 
 def test_real_speech_cv_refuses_a_corpus_without_a2e_splits(monkeypatch, tmp_path, caplog):
