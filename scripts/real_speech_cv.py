@@ -13,10 +13,11 @@ the test part after ``c``, lip correlation at lag 0, best lag, loudness baseline
 The baseline (``--no-baseline``: none) shows what the real clips buy: the same recipe trained on the
 synthetic clips alone, one model that scores every fold (``without_real`` in the JSON).
 
-Training runs are resumable across sessions: finished folds are skipped, interrupted ones resumed
-(``<work>/fold_<k>``; ``<work>/fold_<k>.json`` is the fold's split, a copy of ``corpus.json`` with its
-``a2e_splits`` replaced). Writes ``--out`` (default ``docs/results/real_speech_cv.json``) with the commit,
-command and config. Only shards are read; nothing from the clips is written into the repository.
+Training runs are resumable across sessions: finished runs are skipped, interrupted ones resumed
+(``<work>/fold_<k>`` and ``<work>/synthetic_only``; ``<work>/<run>.json`` is its split, a copy of
+``corpus.json`` with its ``a2e_splits`` replaced). Writes ``--out`` (default
+``docs/results/real_speech_cv.json``) with the commit, command and config. Only shards are read; nothing
+from the clips is written into the repository.
 """
 
 from __future__ import annotations
