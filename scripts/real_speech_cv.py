@@ -191,8 +191,7 @@ def main(argv=None) -> int:
 
     # 2. each fold's model on its own held-out people (the baseline on everyone), as real_speech_eval.py scores
     scored = score_folds(corpus, people, folds, [best[f"fold_{k}"] for k in range(len(folds))])
-    config = {key: value for key, value in vars(args).items()}
-    result = {**provenance(config), "protocol": PROTOCOL,
+    result = {**provenance(dict(vars(args))), "protocol": PROTOCOL,
               "folds": [{"fold": k, "people": fold, "clips": [c for p in fold for c in people[p]],
                          "a2e": str(best[f"fold_{k}"])} for k, fold in enumerate(folds)],
               **scored}
@@ -229,11 +228,12 @@ def score_folds(corpus: Path, people: dict[str, list[str]], folds: list[list[str
                 shard = load_shard(corpus / "shards" / clip)
                 for key, test_part in (("whole_clip", False), ("test_part", True)):
                     row = evaluate_clip(model, frontend, shard, test_part)
-                    if row is not None:
-                        rows[key].append({**row, "person": person, "fold": k})
-                logger.info("fold %d, %s (%s) with %s: whole-clip lip corr %s (loudness %s)", k, clip, person,
-                            Path(model_dir).parent.name, rows["whole_clip"][-1]["lip_corr_0"],
-                            rows["whole_clip"][-1]["loudness_corr_0"])
+                    if row is None:
+                        logger.warning("fold %d, %s (%s): no sound in the %s; not scored", k, clip, person, key)
+                        continue
+                    rows[key].append({**row, "person": person, "fold": k})
+                    logger.info("fold %d, %s (%s) with %s, %s: lip corr %s (loudness %s)", k, clip, person,
+                                Path(model_dir).parent.name, key, row["lip_corr_0"], row["loudness_corr_0"])
     summary = {key: {**summarise(part, "mel"), "people": len({row["person"] for row in part}),
                      "lip_corr_0_std": round(float(np.std([row["lip_corr_0"] for row in part], ddof=1)), 4),
                      "per_fold_lip_corr_0": [round(float(np.mean([row["lip_corr_0"] for row in part
@@ -246,11 +246,11 @@ def score_folds(corpus: Path, people: dict[str, list[str]], folds: list[list[str
 
 def markdown_table(result: dict) -> str:
     """The results page's table: mean lip correlation (whole clip and test part) with and without real clips."""
-    def line(label: str, part: dict, key: str = "lip_corr_0") -> str:
+    def line(label: str, part: dict) -> str:
         whole, test = part["summary"], part["test_part"]["summary"]
         folds = " / ".join(f"{value:.2f}" for value in whole["per_fold_lip_corr_0"])
-        return (f"| {label} | {whole[key]:.2f} | {whole['lip_corr_0_std']:.2f} | {folds} | "
-                f"{whole['lag_within_1_fraction']:.0%} | {test[key]:.2f} |")
+        return (f"| {label} | {whole['lip_corr_0']:.2f} | {whole['lip_corr_0_std']:.2f} | {folds} | "
+                f"{whole['lag_within_1_fraction']:.0%} | {test['lip_corr_0']:.2f} |")
 
     whole = result["summary"]
     lines = [f"{whole['clips']} real clips with speech of {whole['people']} people, dealt by person into "
@@ -265,6 +265,7 @@ def markdown_table(result: dict) -> str:
     loud = result["summary"]["loudness_corr_0"], result["test_part"]["summary"]["loudness_corr_0"]
     lines.append(f"| loudness baseline (no model) | {loud[0]:.2f} | | | | {loud[1]:.2f} |")
     return "\n".join(lines)
+
 
 if __name__ == "__main__":
     sys.exit(main())
