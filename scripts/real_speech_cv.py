@@ -30,7 +30,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from real_speech_eval import evaluate_clip, is_silent, summarise
+from real_speech_eval import evaluate_clip, is_silent, save_figure, summarise
 
 from memface_hub.a2e import MemFaceAudioToExpression
 from memface_hub.arrays_io import write_text_atomic
@@ -135,13 +135,7 @@ def plot_clips(path: Path, rows: list[dict], title: str) -> Path:
     axis.set_ylabel("lip corr (lag 0)", fontsize=8)
     axis.set_title(title, fontsize=9)
     axis.legend(fontsize=7)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp.png")
-    figure.savefig(temporary)
-    plt.close(figure)
-    temporary.replace(path)
-    return path
+    return save_figure(figure, path)
 
 
 def main(argv=None) -> int:

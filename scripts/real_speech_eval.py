@@ -128,6 +128,13 @@ def plot_lips(path: Path, model, frontend, shard, title: str) -> Path:
     axis.set_yticks([])
     axis.set_title(title, fontsize=9)
     axis.legend(fontsize=7, loc="upper right", ncol=3)
+    return save_figure(figure, path)
+
+
+def save_figure(figure, path: Path) -> Path:
+    """Write a matplotlib figure to ``path`` (a temporary file, then a rename) and close it."""
+    import matplotlib.pyplot as plt
+
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".tmp.png")

@@ -226,8 +226,9 @@ def test_real_speech_cv_holds_each_person_out_once_and_resumes(tiny_shards, monk
     out, work, readme = tmp_path / "cv.json", tmp_path / "work", tmp_path / "README.md"
     readme.write_text("# Results\n\n<!-- real-speech-cv:start -->\nSTALE TABLE\n<!-- real-speech-cv:end -->\n\nkept\n")
     argv = ["--corpus", str(corpus), "--work", str(work), "--folds", "2", "--epochs", "1", "--real-augment", "1",
-            "--out", str(out), "--readme", str(readme)]
+            "--out", str(out), "--readme", str(readme), "--figure", str(tmp_path / "cv.png")]
     assert script.main(argv) == 0
+    assert (tmp_path / "cv.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and not (tmp_path / "cv.tmp.png").exists()
     result = json.loads(out.read_text())
     held_out = {fold["fold"]: fold["clips"] for fold in result["folds"]}
     assert sorted(held_out.values()) == [["talk_a"], ["talk_b"]]                  # the silent clip is never scored
