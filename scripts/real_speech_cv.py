@@ -30,13 +30,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from real_speech_eval import evaluate_clip, is_silent, save_figure, summarise
+from real_speech_eval import evaluate_clip, has_speech, save_figure, summarise
 
 from memface_hub.a2e import MemFaceAudioToExpression
 from memface_hub.arrays_io import write_text_atomic
 from memface_hub.audio import build_frontend
 from memface_hub.evaluation.report import provenance, write_markdown_section
-from memface_hub.io.audio import load_audio
 from memface_hub.io.shards import is_complete_shard, load_shard
 from memface_hub.training.configs import A2ETrainingConfig
 from memface_hub.training.train_a2e import train_a2e_many
@@ -75,19 +74,14 @@ def parse_args(argv):
 
 def speech_people(corpus: Path, index: dict) -> dict[str, list[str]]:
     """``{person: [clip ids]}``: the real clips of the corpus's a2e splits with a finished shard and speech."""
-    in_splits = {clip for ids in index["a2e_splits"].values() for clip in ids}
     people: dict[str, list[str]] = {}
-    for clip, info in sorted(index["clips"].items()):
-        if info.get("source") != "real" or clip not in in_splits:
-            continue
+    for clip in sorted(split_clips(index, "real")):
         shard_dir = corpus / "shards" / clip
         if not is_complete_shard(shard_dir):
             logger.warning("%s: no finished shard; left out", clip)
             continue
-        shard = load_shard(shard_dir)
-        if shard.audio_path is None or is_silent(load_audio(shard.audio_path)):
-            continue
-        people.setdefault(str(info["person"]), []).append(clip)
+        if has_speech(load_shard(shard_dir)):
+            people.setdefault(str(index["clips"][clip]["person"]), []).append(clip)
     return people
 
 
@@ -105,13 +99,18 @@ def deal_folds(people: dict[str, list[str]], folds: int, seed: int) -> list[list
     return [sorted(fold) for fold in dealt]
 
 
+def split_clips(index: dict, source: str) -> set[str]:
+    """The clips of ``corpus.json``'s ``a2e_splits`` whose ``source`` is ``source`` (``real``/``synthetic``)."""
+    return {clip for ids in index["a2e_splits"].values() for clip in ids
+            if index["clips"].get(clip, {}).get("source") == source}
+
+
 def fold_index(index: dict, held_out: set[str]) -> dict:
     """A copy of ``corpus.json`` whose ``a2e_splits`` train on the synthetic training clips and every real
     clip not held out, validate on the synthetic validation clips, and test on the held-out clips."""
     splits = index["a2e_splits"]
-    source = {clip: info.get("source") for clip, info in index["clips"].items()}
-    real = sorted({clip for ids in splits.values() for clip in ids if source.get(clip) == "real"})
-    synthetic = lambda ids: [clip for clip in ids if source.get(clip) == "synthetic"]  # noqa: E731
+    real, synthetic_clips = sorted(split_clips(index, "real")), split_clips(index, "synthetic")
+    synthetic = lambda ids: [clip for clip in ids if clip in synthetic_clips]  # noqa: E731
     return {**index, "a2e_splits": {"train": synthetic(splits["train"]) + [c for c in real if c not in held_out],
                                     "val": synthetic(splits["val"]),
                                     "test_real": [c for c in real if c in held_out]}}
@@ -165,12 +164,10 @@ def main(argv=None) -> int:
 
     # 1. one training run per fold (and the baseline), planned up front so that --jobs trains them side by side
     work.mkdir(parents=True, exist_ok=True)
-    every_real = {clip for ids in index["a2e_splits"].values() for clip in ids           # silent ones too
-                  if index["clips"].get(clip, {}).get("source") == "real"}
     held_out = [{clip for person in fold for clip in people[person]} for fold in folds]
     runs = {f"fold_{k}": clips for k, clips in enumerate(held_out)}
     if args.baseline:
-        runs[BASELINE] = every_real
+        runs[BASELINE] = split_clips(index, "real")              # silent ones too
     configs = []
     for name, clips in runs.items():
         split_path = work / f"{name}.json"

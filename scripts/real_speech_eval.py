@@ -162,6 +162,11 @@ def is_silent(audio: np.ndarray) -> bool:
     return audio.size == 0 or float(np.abs(audio).max()) < SILENCE_PEAK
 
 
+def has_speech(shard) -> bool:
+    """Whether a shard has an audio track that is not silent."""
+    return shard.audio_path is not None and not is_silent(load_audio(shard.audio_path))
+
+
 def predicted_opening(model: MemFaceAudioToExpression, frontend, audio: np.ndarray, num_frames: int,
                       neutral: np.ndarray, cache_dir: Path | None = None) -> np.ndarray:
     """Mouth opening ``(num_frames,)`` (canonical units) of the vertices the model predicts for ``audio``,
@@ -338,7 +343,7 @@ def main(argv=None) -> int:
     rows, grid_shards, evaluated = [], [], []
     for person, clip in clips:
         shard = load_shard(corpus / "shards" / clip)
-        if shard.audio_path is None or is_silent(load_audio(shard.audio_path)):
+        if not has_speech(shard):
             logger.warning("%s (%s): no speech in the clip; skipped", clip, person)
             continue
         row = evaluate_clip(model, frontend, shard, args.test_part)
